@@ -1,0 +1,146 @@
+import { readFileSync } from 'node:fs';
+import { z } from 'zod';
+
+/**
+ * Thrown for configuration a process cannot start with. Its message is one line that names the
+ * variable and says what to do; the CLI prints it and exits non-zero, without a stack trace.
+ */
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+const MiB = 1024 * 1024;
+
+const flag = z
+  .enum(['', '0', '1', 'true', 'false', 'yes', 'no'], {
+    message: 'expected 1 or 0',
+  })
+  .transform((v) => v === '1' || v === 'true' || v === 'yes');
+
+const int = (min: number, max = Number.MAX_SAFE_INTEGER) =>
+  z.coerce
+    .number({ message: 'expected a whole number' })
+    .int({ message: 'expected a whole number' })
+    .min(min, { message: `expected at least ${min}` })
+    .max(max, { message: `expected at most ${max}` });
+
+const list = z.string().transform((s) => s.split(/[\s,]+/).filter((item) => item.length > 0));
+
+/**
+ * Every environment variable inlet reads, with its default. The README's configuration table is
+ * written from this list; CONTRACT.md fixes the names.
+ */
+const schema = z.object({
+  /** Redis (or a Redis-compatible server). @defaultValue `redis://127.0.0.1:6379` */
+  REDIS_URL: z.url({ protocol: /^rediss?$/, message: 'expected redis://host:port or rediss://…' }),
+  /** One or more `whsec_…` secrets separated by spaces or commas; any one verifying is enough. */
+  REPLICATE_WEBHOOK_SECRET: list.optional(),
+  /** `1` accepts unsigned deliveries. Local work only. @defaultValue off */
+  INLET_INSECURE_SKIP_VERIFY: flag.default(false),
+  /** @defaultValue `3000` */
+  PORT: int(0, 65535).default(3000),
+  /** @defaultValue `0.0.0.0` */
+  HOST: z.string().min(1).default('0.0.0.0'),
+  /** Allowed skew of `webhook-timestamp`, both ways. @defaultValue `300` */
+  WEBHOOK_TOLERANCE_SECONDS: int(1, 86_400).default(300),
+  /** Larger bodies get 413. @defaultValue 10 MiB */
+  INLET_MAX_BODY_BYTES: int(5 * MiB, 1024 * MiB).default(10 * MiB),
+  /** Redis key prefix for everything inlet stores; `{inlet}` for Redis Cluster. @defaultValue `inlet` */
+  INLET_PREFIX: z
+    .string()
+    .regex(/^[A-Za-z0-9_{}.-]+$/, { message: 'expected letters, digits, _ . - { }' })
+    .default('inlet'),
+  /**
+   * How long a `webhook-id` stays known after its delivery was accepted, so that a repeat is
+   * answered `duplicate` even after its job was removed. @defaultValue 172800 (48 h)
+   */
+  INLET_DEDUP_WINDOW_SECONDS: int(86_400).default(172_800),
+  /** Comma-separated processor modules (paths or package names); empty = the built-in logger. */
+  INLET_PROCESSORS: list.default([]),
+  /** Jobs one worker process runs at once. @defaultValue `10` */
+  WORKER_CONCURRENCY: int(1, 1000).default(10),
+  /** Tries per delivery before it is dead-lettered. @defaultValue `8` */
+  INLET_ATTEMPTS: int(1, 100).default(8),
+  /** Base of exponential backoff (with jitter) between tries. @defaultValue `1000` */
+  INLET_BACKOFF_MS: int(0, 3_600_000).default(1000),
+  /** How long dead-lettered deliveries are kept before they expire. @defaultValue 14 days */
+  INLET_DEAD_LETTER_RETENTION_SECONDS: int(3600).default(14 * 86_400),
+  /** Protects the dashboard and admin API; unset turns them off. */
+  INLET_ADMIN_TOKEN: z.string().min(16, { message: 'expected at least 16 characters' }).optional(),
+  /** pino level. @defaultValue `info` */
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /** Token for Replicate's API, used by `inlet secret`. */
+  REPLICATE_API_TOKEN: z.string().min(1).optional(),
+  /** @defaultValue `https://api.replicate.com` */
+  REPLICATE_API_BASE_URL: z
+    .url({ message: 'expected an http(s) URL' })
+    .default('https://api.replicate.com'),
+});
+
+export type Config = z.infer<typeof schema>;
+
+/** Variables that may instead be read from a file named by `NAME_FILE` (Docker secrets). */
+const FILE_VARIABLES = [
+  'REPLICATE_WEBHOOK_SECRET',
+  'INLET_ADMIN_TOKEN',
+  'REPLICATE_API_TOKEN',
+  'REDIS_URL',
+] as const;
+
+const DEFAULTS: Record<string, string> = { REDIS_URL: 'redis://127.0.0.1:6379' };
+
+/**
+ * Reads and validates inlet's configuration from an environment.
+ * Empty variables count as unset. Throws {@link ConfigError} with one line naming the variable.
+ */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const input: Record<string, string | undefined> = { ...DEFAULTS };
+  for (const key of Object.keys(schema.shape)) {
+    const value = env[key];
+    if (value !== undefined && value.trim() !== '') input[key] = value.trim();
+  }
+  for (const key of FILE_VARIABLES) {
+    const file = env[`${key}_FILE`];
+    if (!file) continue;
+    if (env[key]) throw new ConfigError(`set ${key} or ${key}_FILE, not both`);
+    input[key] = readSecretFile(`${key}_FILE`, file);
+  }
+  const parsed = schema.safeParse(input);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const name = issue?.path.join('.') ?? 'configuration';
+    throw new ConfigError(`${name}: ${issue?.message ?? 'invalid'} (got ${show(name, input)})`);
+  }
+  return parsed.data;
+}
+
+function readSecretFile(name: string, file: string): string {
+  try {
+    return readFileSync(file, 'utf8').trim();
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code ?? 'unreadable';
+    throw new ConfigError(`${name}: cannot read ${file} (${code})`);
+  }
+}
+
+/** Shows a bad value in an error line, unless it is a secret. */
+function show(name: string, input: Record<string, string | undefined>): string {
+  const secret = /SECRET|TOKEN/.test(name);
+  const value = input[name];
+  if (value === undefined) return 'nothing';
+  return secret ? 'a value that is not shown' : JSON.stringify(value);
+}
+
+/**
+ * The ingest's own check: it refuses to start without a signing secret unless verification is
+ * explicitly skipped, and every secret must be a `whsec_` key.
+ */
+export function requireWebhookSecrets(config: Config): string[] {
+  const secrets = config.REPLICATE_WEBHOOK_SECRET ?? [];
+  if (secrets.length === 0 && !config.INLET_INSECURE_SKIP_VERIFY) {
+    throw new ConfigError(
+      'REPLICATE_WEBHOOK_SECRET is not set: run `inlet secret` to fetch it, or set INLET_INSECURE_SKIP_VERIFY=1 for local work',
+    );
+  }
+  return secrets;
+}

@@ -1,0 +1,52 @@
+import type { JobsOptions } from 'bullmq';
+import type { Config } from './config.js';
+import type { Prediction } from './prediction.js';
+
+/**
+ * The job contract between the ingest and the workers: what one accepted delivery carries.
+ * It never holds a signature, a secret or an `authorization` header.
+ */
+export interface DeliveryJob {
+  /** The `webhook-id` header: unique per message, the same on Replicate's retries of it. */
+  webhookId: string;
+  /** The signed `webhook-timestamp`, Unix seconds (0 when verification is skipped and none came). */
+  timestamp: number;
+  /** When the ingest received the delivery, Unix milliseconds. */
+  receivedAt: number;
+  /** The webhook URL's query parameters, e.g. `?customId=123`; repeated names become arrays. */
+  query: Record<string, string | string[]>;
+  /** The prediction object, as Replicate sent it. */
+  prediction: Prediction;
+}
+
+/** The BullMQ queue every delivery goes through. */
+export const QUEUE_NAME = 'deliveries';
+
+/** The BullMQ job name of a delivery: what it is, for the dashboard. */
+export const DELIVERY_JOB_NAME = 'replicate.prediction';
+
+/**
+ * The BullMQ options every delivery is added with. The job id is the `webhook-id`, so BullMQ
+ * itself also refuses a second job for a message while the first one exists.
+ * Retries use the workers' `inlet` backoff strategy (exponential with jitter).
+ * Completed jobs are kept an hour for the dashboard; failed (dead-lettered) ones for
+ * `INLET_DEAD_LETTER_RETENTION_SECONDS`.
+ */
+export function deliveryJobOptions(config: Config, webhookId: string): JobsOptions {
+  return {
+    jobId: webhookId,
+    attempts: config.INLET_ATTEMPTS,
+    backoff: { type: 'inlet', delay: config.INLET_BACKOFF_MS },
+    removeOnComplete: { age: 3600, count: 10_000 },
+    removeOnFail: { age: config.INLET_DEAD_LETTER_RETENTION_SECONDS },
+  };
+}
+
+/** Redis keys inlet owns beside BullMQ's, all under `INLET_PREFIX`. */
+export const keys = {
+  /**
+   * `<prefix>:seen:<webhook-id>`: `p:<token>` while one request stores the delivery (short TTL),
+   * then `s` for the de-duplication window. See src/ingest/enqueue-delivery.ts.
+   */
+  seen: (prefix: string, webhookId: string) => `${prefix}:seen:${webhookId}`,
+};

@@ -1,0 +1,126 @@
+import { once } from 'node:events';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type Router from '@koa/router';
+import { Queue } from 'bullmq';
+import type Koa from 'koa';
+import { type Config, ConfigError, requireWebhookSecrets } from '../core/config.js';
+import { type DeliveryJob, QUEUE_NAME } from '../core/job.js';
+import type { Logger } from '../core/logger.js';
+import { closeRedis, createRedis } from '../core/redis.js';
+import { createApp, WEBHOOK_PATH } from './app.js';
+import { DeliveryEnqueuer } from './enqueue-delivery.js';
+import { decodeSecret, type SigningKey } from './signature.js';
+import type { DeliveryOutcome } from './webhook-route.js';
+
+export interface IngestOptions {
+  config: Config;
+  logger: Logger;
+  /** Mounts further routes on the app (metrics, dashboard). */
+  extend?: (app: Koa, router: Router, queue: Queue<DeliveryJob>) => void;
+  onDelivery?: (outcome: DeliveryOutcome, seconds: number) => void;
+  /** How long shutdown waits for requests in flight before it cuts connections. @defaultValue `10000` */
+  drainTimeoutMs?: number;
+}
+
+export interface IngestServer {
+  server: Server;
+  /** e.g. `http://127.0.0.1:3000` */
+  url: string;
+  queue: Queue<DeliveryJob>;
+  /** Stops accepting, answers what is in flight, closes Redis. Safe to call twice. */
+  close(): Promise<void>;
+}
+
+/** Starts the ingest: validates its secrets, connects to Redis and listens on HOST:PORT. */
+export async function startIngest(options: IngestOptions): Promise<IngestServer> {
+  const { config, logger } = options;
+  const keys = decodeSecrets(requireWebhookSecrets(config));
+  if (config.INLET_INSECURE_SKIP_VERIFY) {
+    logger.warn(
+      'INLET_INSECURE_SKIP_VERIFY=1: signatures are NOT checked and anyone can post deliveries. Never use this in production.',
+    );
+  }
+
+  const redis = createRedis(config.REDIS_URL, { role: 'fail-fast', name: 'inlet:ingest' });
+  reportConnection(redis, logger);
+  const queue = new Queue<DeliveryJob>(QUEUE_NAME, {
+    connection: redis,
+    prefix: config.INLET_PREFIX,
+  });
+  queue.on('error', (error) => logger.debug({ err: error }, 'queue error'));
+  const enqueuer = new DeliveryEnqueuer(queue, redis, config);
+
+  const app = createApp({
+    enqueuer,
+    logger,
+    redis,
+    keys,
+    skipVerify: config.INLET_INSECURE_SKIP_VERIFY,
+    toleranceSeconds: config.WEBHOOK_TOLERANCE_SECONDS,
+    maxBodyBytes: config.INLET_MAX_BODY_BYTES,
+    onDelivery: options.onDelivery,
+    extend: (koa, router) => options.extend?.(koa, router, queue),
+  });
+  const server = createServer(app.callback());
+  // Longer than common proxies' idle timeouts, so that they, not we, close idle connections.
+  server.keepAliveTimeout = 65_000;
+  server.headersTimeout = 66_000;
+  server.requestTimeout = 30_000;
+  server.listen(config.PORT, config.HOST);
+  await once(server, 'listening');
+  const { port } = server.address() as AddressInfo;
+  const host = config.HOST === '0.0.0.0' || config.HOST === '::' ? '127.0.0.1' : config.HOST;
+  const url = `http://${host}:${port}`;
+  logger.info({ url: `${url}${WEBHOOK_PATH}`, prefix: config.INLET_PREFIX }, 'ingest listening');
+
+  let closing: Promise<void> | undefined;
+  const close = () => {
+    closing ??= shutdown(server, queue, logger, options.drainTimeoutMs ?? 10_000).finally(() =>
+      closeRedis(redis),
+    );
+    return closing;
+  };
+  return { server, url, queue, close };
+}
+
+function decodeSecrets(secrets: string[]): SigningKey[] {
+  return secrets.map((secret, index) => {
+    try {
+      return decodeSecret(secret);
+    } catch (error) {
+      throw new ConfigError(`REPLICATE_WEBHOOK_SECRET #${index + 1}: ${(error as Error).message}`);
+    }
+  });
+}
+
+async function shutdown(server: Server, queue: Queue, logger: Logger, drainMs: number) {
+  logger.info('ingest stopping: no new connections, answering requests in flight');
+  const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+  // Keep-alive connections with no request in flight would hold close() open for ever.
+  server.closeIdleConnections();
+  const idleSweep = setInterval(() => server.closeIdleConnections(), 100);
+  const cut = setTimeout(() => {
+    logger.warn({ drainMs }, 'requests still in flight after the drain period; closing them');
+    server.closeAllConnections();
+  }, drainMs);
+  await closed;
+  clearInterval(idleSweep);
+  clearTimeout(cut);
+  await queue.close().catch(() => undefined);
+  logger.info('ingest stopped');
+}
+
+/** Logs Redis going away and coming back once each, not every reconnect attempt. */
+function reportConnection(redis: ReturnType<typeof createRedis>, logger: Logger): void {
+  let down = false;
+  redis.on('error', (error) => {
+    if (!down)
+      logger.warn({ err: error.message }, 'Redis unavailable; answering 503 until it is back');
+    down = true;
+  });
+  redis.on('ready', () => {
+    if (down) logger.info('Redis is back');
+    down = false;
+  });
+}

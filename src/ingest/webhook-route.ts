@@ -1,0 +1,217 @@
+import { randomUUID } from 'node:crypto';
+import type { Context } from 'koa';
+import getRawBody from 'raw-body';
+import type { DeliveryJob } from '../core/job.js';
+import type { Logger } from '../core/logger.js';
+import { isPredictionStatus, type Prediction } from '../core/prediction.js';
+import {
+  type DeliveryEnqueuer,
+  StoreUnavailableError,
+  WEBHOOK_ID_PATTERN,
+} from './enqueue-delivery.js';
+import { type SigningKey, type VerifyFailure, verifyWebhook } from './signature.js';
+
+/** Every way a delivery can end; metrics count these, logs print them. */
+export type DeliveryOutcome =
+  | 'accepted'
+  | 'duplicate'
+  | 'invalid_signature'
+  | 'stale'
+  | 'malformed'
+  | 'too_large'
+  | 'unsupported_media_type'
+  | 'unavailable';
+
+export interface WebhookRouteOptions {
+  enqueuer: DeliveryEnqueuer;
+  logger: Logger;
+  /** Decoded signing keys; empty only when verification is skipped. */
+  keys: SigningKey[];
+  skipVerify: boolean;
+  toleranceSeconds: number;
+  maxBodyBytes: number;
+  /** Told of every delivery once it is answered (metrics). */
+  onDelivery?: (outcome: DeliveryOutcome, seconds: number) => void;
+}
+
+/** Seconds a sender should wait before retrying after a 503. */
+const RETRY_AFTER_SECONDS = 5;
+
+/** What the ingest answers for each rejected signature check. */
+const VERIFY_ANSWERS: Record<VerifyFailure, [number, DeliveryOutcome, string]> = {
+  missing_headers: [
+    400,
+    'malformed',
+    'webhook-id, webhook-timestamp and webhook-signature are required',
+  ],
+  invalid_timestamp: [400, 'malformed', 'webhook-timestamp must be Unix seconds'],
+  timestamp_too_old: [
+    401,
+    'stale',
+    'webhook-timestamp is older than the allowed tolerance; check the clock',
+  ],
+  timestamp_in_future: [
+    401,
+    'stale',
+    'webhook-timestamp is ahead of the allowed tolerance; check the clock',
+  ],
+  no_v1_signature: [401, 'invalid_signature', 'webhook-signature has no v1 signature'],
+  invalid_signature: [
+    401,
+    'invalid_signature',
+    'no signature matches; check REPLICATE_WEBHOOK_SECRET',
+  ],
+};
+
+/** A rejection that ends a delivery with a JSON error. */
+class Rejection {
+  constructor(
+    readonly status: number,
+    readonly outcome: DeliveryOutcome,
+    readonly code: string,
+    readonly message: string,
+  ) {}
+}
+
+/**
+ * `POST /webhooks/replicate`: reads the raw body, verifies, validates and stores one delivery,
+ * then answers: 202 accepted, 200 duplicate, or a JSON error. A 2xx always means stored in Redis.
+ */
+export function webhookRoute(options: WebhookRouteOptions) {
+  const { logger, onDelivery } = options;
+  return async function receiveWebhook(ctx: Context): Promise<void> {
+    const started = process.hrtime.bigint();
+    const line: Record<string, unknown> = {};
+    let outcome: DeliveryOutcome;
+    try {
+      const delivery = await readDelivery(ctx, options);
+      line.webhookId = delivery.webhookId;
+      line.predictionId = delivery.prediction.id;
+      line.predictionStatus = delivery.prediction.status;
+      outcome = await options.enqueuer.enqueueDelivery(delivery);
+      ctx.status = outcome === 'accepted' ? 202 : 200;
+      ctx.body = { status: outcome, id: delivery.webhookId };
+    } catch (error) {
+      const rejection = toRejection(error);
+      outcome = rejection.outcome;
+      ctx.status = rejection.status;
+      ctx.body = { error: { code: rejection.code, message: rejection.message } };
+      if (rejection.status === 503) ctx.set('Retry-After', String(RETRY_AFTER_SECONDS));
+      line.reason = rejection.message;
+      if (!(error instanceof Rejection)) line.cause = (error as Error).message;
+      line.webhookId ??= ctx.get('webhook-id') || undefined;
+    }
+    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+    onDelivery?.(outcome, seconds);
+    const level = outcome === 'unavailable' ? 'warn' : 'info';
+    logger[level](
+      { ...line, outcome, httpStatus: ctx.status, ms: Math.round(seconds * 1e4) / 10 },
+      'delivery',
+    );
+  };
+}
+
+async function readDelivery(ctx: Context, options: WebhookRouteOptions): Promise<DeliveryJob> {
+  const receivedAt = Date.now();
+  const declared = Number(ctx.get('content-length') || 0);
+  if (declared > options.maxBodyBytes) throw tooLarge(options.maxBodyBytes);
+  if (!ctx.is('application/json', '+json')) {
+    throw new Rejection(
+      415,
+      'unsupported_media_type',
+      'unsupported_media_type',
+      'send Content-Type: application/json',
+    );
+  }
+  const raw = await readBody(ctx, options.maxBodyBytes);
+
+  let webhookId = ctx.get('webhook-id');
+  let timestamp = Number(ctx.get('webhook-timestamp')) || 0;
+  if (!options.skipVerify) {
+    const verified = verifyWebhook(ctx.req.headers, raw, options.keys, {
+      toleranceSeconds: options.toleranceSeconds,
+      now: receivedAt,
+    });
+    if (!verified.ok) {
+      const [status, outcome, message] = VERIFY_ANSWERS[verified.reason];
+      throw new Rejection(status, outcome, verified.reason, message);
+    }
+    webhookId = verified.webhookId;
+    timestamp = verified.timestamp;
+  } else if (!webhookId) {
+    webhookId = `unsigned_${randomUUID()}`;
+  }
+  if (!WEBHOOK_ID_PATTERN.test(webhookId)) {
+    throw malformed('invalid_webhook_id', 'webhook-id must be 1-200 letters, digits or _.~+=/-');
+  }
+  return {
+    webhookId,
+    timestamp,
+    receivedAt,
+    query: ctx.query as DeliveryJob['query'],
+    prediction: parsePrediction(raw),
+  };
+}
+
+async function readBody(ctx: Context, limit: number): Promise<Buffer> {
+  try {
+    return await getRawBody(ctx.req, { limit, length: ctx.get('content-length') || undefined });
+  } catch (error) {
+    const type = (error as { type?: string }).type;
+    if (type === 'entity.too.large') throw tooLarge(limit);
+    throw malformed('unreadable_body', 'the request body could not be read completely');
+  }
+}
+
+function parsePrediction(raw: Buffer): Prediction {
+  let body: unknown;
+  try {
+    body = JSON.parse(raw.toString('utf8'));
+  } catch {
+    throw malformed('invalid_json', 'the body is not valid JSON');
+  }
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+    throw malformed('invalid_prediction', 'the body must be a prediction object');
+  }
+  const { id, status } = body as Record<string, unknown>;
+  if (typeof id !== 'string' || id.length === 0 || id.length > 200) {
+    throw malformed('invalid_prediction', 'the prediction has no id');
+  }
+  if (!isPredictionStatus(status)) {
+    throw malformed('invalid_prediction', 'the prediction has no known status');
+  }
+  return body as Prediction;
+}
+
+function malformed(code: string, message: string): Rejection {
+  return new Rejection(400, 'malformed', code, message);
+}
+
+function tooLarge(limit: number): Rejection {
+  return new Rejection(
+    413,
+    'too_large',
+    'payload_too_large',
+    `the body is over ${limit} bytes (INLET_MAX_BODY_BYTES)`,
+  );
+}
+
+function toRejection(error: unknown): Rejection {
+  if (error instanceof Rejection) return error;
+  if (error instanceof StoreUnavailableError) {
+    return new Rejection(
+      503,
+      'unavailable',
+      'unavailable',
+      'the queue cannot take deliveries right now; retry',
+    );
+  }
+  // Anything else is a Redis or client failure we could not classify: the delivery is not
+  // stored, so the sender must retry. Never a stack trace to the client.
+  return new Rejection(
+    503,
+    'unavailable',
+    'unavailable',
+    'the delivery could not be stored; retry',
+  );
+}
