@@ -2,6 +2,13 @@
  * inlet's public API: what a processor module and an integrating program import.
  * @packageDocumentation
  */
+
+/**
+ * Throw it from a processor to dead-letter the delivery at once, without further tries: for
+ * errors no retry can fix (the prediction's input is invalid for your system, say).
+ * `inlet replay` re-drives it once you have fixed the cause. BullMQ's own class, re-exported.
+ */
+export { UnrecoverableError } from 'bullmq';
 export type { DeliveryJob } from './core/job.js';
 export {
   isTerminal,
@@ -20,3 +27,8 @@ export {
   type VerifyResult,
   verifyWebhook,
 } from './ingest/signature.js';
+export {
+  defineProcessor,
+  type Processor,
+  type ProcessorContext,
+} from './workers/processor.js';

@@ -2,6 +2,7 @@
 import { Command, CommanderError } from 'commander';
 import { ConfigError } from '../core/config.js';
 import { ingestCommand } from './ingest.js';
+import { workerCommand } from './worker.js';
 
 /**
  * `inlet <command>`: one file per command in this folder, each thin over the modules it runs.
@@ -13,6 +14,7 @@ const program = new Command('inlet')
   .exitOverride();
 
 program.addCommand(ingestCommand());
+program.addCommand(workerCommand());
 
 try {
   await program.parseAsync(process.argv);

@@ -65,6 +65,32 @@ const schema = z.object({
   INLET_BACKOFF_MS: int(0, 3_600_000).default(1000),
   /** How long dead-lettered deliveries are kept before they expire. @defaultValue 14 days */
   INLET_DEAD_LETTER_RETENTION_SECONDS: int(3600).default(14 * 86_400),
+  /**
+   * How long a worker's hold on a job, and on its prediction, lasts without renewal. Renewed while
+   * the job runs; after a crash another worker takes the job over once it has expired and the
+   * stall check has seen it. Longer tolerates processors that block the event loop; shorter
+   * recovers faster. @defaultValue `30000`
+   */
+  INLET_LOCK_DURATION_MS: int(200, 600_000).default(30_000),
+  /** How often a worker looks for jobs whose worker died. @defaultValue `15000` */
+  INLET_STALLED_INTERVAL_MS: int(100, 600_000).default(15_000),
+  /**
+   * Times a job may be recovered after its worker died before it is dead-lettered, so that a
+   * delivery that crashes every worker cannot take them all down in turn. @defaultValue `2`
+   */
+  INLET_MAX_STALLED_COUNT: int(0, 100).default(2),
+  /**
+   * How long a stopping worker lets running processors finish before it aborts `ctx.signal`;
+   * jobs still running 2 s later are handed back to the queue. Keep the sum below the
+   * orchestrator's kill timeout (`docker stop`: 10 s). @defaultValue `7000`
+   */
+  INLET_SHUTDOWN_GRACE_MS: int(0, 3_600_000).default(7_000),
+  /**
+   * How long the per-prediction ledger remembers which terminal processors ran. At least the
+   * dead-letter retention, so a re-driven delivery never re-runs them. @defaultValue that
+   * retention plus one day
+   */
+  INLET_LEDGER_RETENTION_SECONDS: int(3600).optional(),
   /** Protects the dashboard and admin API; unset turns them off. */
   INLET_ADMIN_TOKEN: z.string().min(16, { message: 'expected at least 16 characters' }).optional(),
   /** pino level. @defaultValue `info` */

@@ -1,0 +1,25 @@
+import { Command } from 'commander';
+import { loadConfig } from '../core/config.js';
+import { createLogger, flushLogger } from '../core/logger.js';
+import { startWorker } from '../workers/worker.js';
+import { onShutdownSignal } from './shutdown.js';
+
+/** `inlet worker`: one worker process running the configured processors. */
+export function workerCommand(): Command {
+  return new Command('worker')
+    .description('run one worker process; run more of them to scale out')
+    .addHelpText(
+      'after',
+      '\nConfigured by environment variables: REDIS_URL, INLET_PROCESSORS, WORKER_CONCURRENCY,\nINLET_ATTEMPTS, INLET_BACKOFF_MS, INLET_SHUTDOWN_GRACE_MS, … See the README for the full table.\nOn SIGTERM it stops taking jobs, lets running ones finish, then hands back the rest.',
+    )
+    .action(async () => {
+      const config = loadConfig();
+      const logger = createLogger({ level: config.LOG_LEVEL, base: { service: 'worker' } });
+      const worker = await startWorker({ config, logger });
+      onShutdownSignal(async (signal) => {
+        logger.info({ signal }, 'shutdown requested');
+        await worker.close();
+        flushLogger(logger);
+      });
+    });
+}

@@ -1,0 +1,317 @@
+import { randomBytes } from 'node:crypto';
+import { DelayedError, type Job, UnrecoverableError } from 'bullmq';
+import type { DeliveryJob } from '../core/job.js';
+import type { Logger } from '../core/logger.js';
+import { isPredictionStatus, isTerminal } from '../core/prediction.js';
+import type { DeliveryRef, FailedRun, PredictionLedger } from './prediction-ledger.js';
+import { type Processor, type ProcessorContext, wantsStatus } from './processor.js';
+
+/** What a completed delivery job returns; the dashboard shows it as the job's result. */
+export type DeliveryResult =
+  | { outcome: 'processed'; ran: string[] }
+  | { outcome: 'already_done' }
+  | { outcome: 'skipped_after_terminal'; recordedStatus: string };
+
+/** Why the processors of a running delivery are being stopped. */
+type StopReason = 'shutdown' | 'lock_lost';
+
+/** A delivery whose processors are running in this process. */
+interface RunningDelivery {
+  controller: AbortController;
+  stopReason?: StopReason;
+  /** Rejects to stop waiting for a processor that ignores its aborted signal. */
+  forced: Promise<never>;
+  force(): void;
+  wasForced: boolean;
+}
+
+class ForcedHandBack extends Error {
+  override name = 'ForcedHandBack';
+}
+
+export interface DispatcherOptions {
+  ledger: PredictionLedger;
+  processors: Processor[];
+  logger: Logger;
+}
+
+/**
+ * Runs the processors of one delivery job under the ledger's rules: skips what the ledger says is
+ * done or stale, waits its turn when the prediction is busy (without using up an attempt), runs
+ * the rest one after another and records each success before the next starts.
+ */
+export class DeliveryDispatcher {
+  private readonly byName: Map<string, Processor>;
+  private readonly running = new Map<string, RunningDelivery>();
+  private stopping = false;
+
+  constructor(private readonly options: DispatcherOptions) {
+    this.byName = new Map(options.processors.map((p) => [p.name, p]));
+  }
+
+  /** Deliveries whose processors are running now. */
+  get size(): number {
+    return this.running.size;
+  }
+
+  /** The BullMQ processor function. */
+  async dispatch(job: Job<DeliveryJob>, token = ''): Promise<DeliveryResult> {
+    const delivery = deliveryRef(job);
+    const log = this.options.logger.child({
+      webhookId: delivery.webhookId,
+      predictionId: delivery.predictionId,
+    });
+    if (this.stopping) return this.handBack(job, token, log, 'worker stopping');
+
+    const wanted = this.options.processors
+      .filter((p) => wantsStatus(p, delivery.status as never))
+      .map((p) => p.name);
+    const lockToken = `${token}:${randomBytes(6).toString('hex')}`;
+    const begun = await this.options.ledger.begin(delivery, lockToken, wanted);
+    switch (begun.kind) {
+      case 'skip': {
+        const conflict = delivery.terminal;
+        log[conflict ? 'warn' : 'info'](
+          { status: delivery.status, recordedStatus: begun.recordedStatus },
+          conflict
+            ? 'terminal delivery disagrees with the recorded terminal state: recorded, not dispatched'
+            : 'delivery arrived after the terminal state: recorded, not dispatched',
+        );
+        await this.options.ledger.complete(delivery, undefined, 'skipped_after_terminal');
+        return { outcome: 'skipped_after_terminal', recordedStatus: begun.recordedStatus };
+      }
+      case 'done':
+        log.info({ status: delivery.status }, 'every processor already succeeded: nothing to run');
+        await this.options.ledger.complete(delivery, undefined, 'processed');
+        return { outcome: 'already_done' };
+      case 'busy': {
+        const delay = busyDelay(begun.waits);
+        log.debug({ waits: begun.waits, delay }, 'prediction busy on another delivery: waiting');
+        await job.moveToDelayed(Date.now() + delay, token);
+        throw new DelayedError();
+      }
+      case 'run':
+        return this.runPending(job, token, delivery, lockToken, begun.pending, log);
+    }
+  }
+
+  /**
+   * Aborts `ctx.signal` of every running delivery; each is handed back to the queue once its
+   * processor returns. Deliveries dispatched from now on are handed back at once.
+   */
+  abortAll(): void {
+    this.stopping = true;
+    for (const entry of this.running.values()) this.stop(entry, 'shutdown');
+  }
+
+  /** Stops waiting for processors that ignored {@link abortAll}: their jobs go back now. */
+  forceHandBack(): void {
+    for (const entry of this.running.values()) entry.force();
+  }
+
+  /** Aborts the deliveries of jobs whose BullMQ lock could not be renewed. */
+  lockLost(jobIds: string[]): void {
+    for (const id of jobIds) {
+      const entry = this.running.get(id);
+      if (entry) this.stop(entry, 'lock_lost');
+    }
+  }
+
+  private stop(entry: RunningDelivery, reason: StopReason): void {
+    entry.stopReason ??= reason;
+    entry.controller.abort(new Error(reason === 'shutdown' ? 'worker stopping' : 'lock lost'));
+  }
+
+  private async runPending(
+    job: Job<DeliveryJob>,
+    token: string,
+    delivery: DeliveryRef,
+    lockToken: string,
+    pending: string[],
+    log: Logger,
+  ): Promise<DeliveryResult> {
+    const entry = runningEntry();
+    const hold = this.options.ledger.hold(delivery.predictionId, lockToken);
+    hold.lost.addEventListener('abort', () => {
+      log.error('the prediction lock lapsed while processors ran; stopping this try');
+      this.stop(entry, 'lock_lost');
+    });
+    this.running.set(job.id ?? delivery.webhookId, entry);
+    const ran: string[] = [];
+    const failures: Array<{ processor: string; error: Error }> = [];
+    const failedRuns: FailedRun[] = [];
+    try {
+      for (const name of pending) {
+        if (entry.controller.signal.aborted) break;
+        const processor = this.byName.get(name) as Processor;
+        const ctx = this.context(job, processor, entry, log);
+        const started = performance.now();
+        try {
+          await Promise.race([
+            Promise.resolve().then(() => processor.handle(job.data.prediction, ctx)),
+            entry.forced,
+          ]);
+        } catch (error) {
+          const seconds = (performance.now() - started) / 1000;
+          failedRuns.push({ processor: name, seconds });
+          if (entry.wasForced) break;
+          failures.push({ processor: name, error: asError(error) });
+          ctx.log.warn({ err: error, ms: Math.round(seconds * 1000) }, 'processor failed');
+          continue;
+        }
+        const seconds = (performance.now() - started) / 1000;
+        const first = await this.options.ledger.markDone(delivery, name, seconds);
+        ran.push(name);
+        ctx.log.info({ ms: Math.round(seconds * 1000) }, 'processor succeeded');
+        if (!first)
+          ctx.log.error('processor ran a second time for this prediction (a lock lapsed)');
+      }
+    } finally {
+      hold.stop();
+      this.running.delete(job.id ?? delivery.webhookId);
+    }
+
+    if (entry.wasForced) {
+      // The processor may still be running here: keep the prediction lock (it lapses on its own)
+      // so that no other worker starts it alongside.
+      await this.options.ledger.recordFailedRuns(failedRuns);
+      return this.handBack(job, token, log, 'processor ignored the abort');
+    }
+    if (entry.stopReason === 'shutdown') {
+      await this.options.ledger.release(delivery, lockToken, failedRuns);
+      return this.handBack(job, token, log, 'worker stopping');
+    }
+    if (entry.stopReason === 'lock_lost') {
+      failures.push({ processor: '(lock)', error: new Error('lost its lock while running') });
+    }
+    if (failures.length > 0) {
+      return this.failTry(job, delivery, lockToken, failures, failedRuns, log);
+    }
+    await this.options.ledger.complete(delivery, lockToken, 'processed');
+    log.info({ status: delivery.status, ran }, 'delivery processed');
+    return { outcome: 'processed', ran };
+  }
+
+  private async failTry(
+    job: Job<DeliveryJob>,
+    delivery: DeliveryRef,
+    lockToken: string,
+    failures: Array<{ processor: string; error: Error }>,
+    failedRuns: FailedRun[],
+    log: Logger,
+  ): Promise<never> {
+    const unrecoverable = failures.some(({ error }) => isUnrecoverable(error));
+    const attempts = job.attemptsMade + 1;
+    const final = unrecoverable || attempts >= (job.opts.attempts ?? 1);
+    const message = failureMessage(failures);
+    const processors = failures.map((f) => f.processor);
+    await Promise.all([
+      this.options.ledger.fail(
+        delivery,
+        lockToken,
+        { processors, error: message, attempts, final },
+        failedRuns,
+      ),
+      // The dashboard shows these under the job's logs; failures of the log itself are harmless.
+      ...failures.map(({ processor, error }) =>
+        job.log(`attempt ${attempts}: ${processor} failed: ${error.message}`).catch(() => 0),
+      ),
+    ]);
+    log[final ? 'error' : 'warn'](
+      { attempts, failedProcessors: processors, error: message },
+      final ? 'delivery dead-lettered' : 'delivery failed; retrying with backoff',
+    );
+    throw unrecoverable ? new UnrecoverableError(message) : new Error(message);
+  }
+
+  /** Puts a job back in the queue without using up an attempt. */
+  private async handBack(
+    job: Job<DeliveryJob>,
+    token: string,
+    log: Logger,
+    why: string,
+  ): Promise<never> {
+    await job.moveToDelayed(Date.now(), token);
+    log.info({ why }, 'delivery handed back to the queue');
+    throw new DelayedError();
+  }
+
+  private context(
+    job: Job<DeliveryJob>,
+    processor: Processor,
+    entry: RunningDelivery,
+    log: Logger,
+  ): ProcessorContext {
+    return {
+      webhookId: job.data.webhookId,
+      attempt: job.attemptsMade + 1,
+      log: log.child({ processor: processor.name }),
+      signal: entry.controller.signal,
+      query: job.data.query ?? {},
+      receivedAt: new Date(job.data.receivedAt),
+    };
+  }
+}
+
+/** Validates what a job carries; a job that is not a delivery can never succeed. */
+function deliveryRef(job: Job<DeliveryJob>): DeliveryRef {
+  const data = job.data as Partial<DeliveryJob> | undefined;
+  const prediction = data?.prediction;
+  if (!data?.webhookId || !prediction?.id || !isPredictionStatus(prediction.status)) {
+    throw new UnrecoverableError(
+      'not a delivery: the job has no webhook id, prediction id or status',
+    );
+  }
+  return {
+    webhookId: data.webhookId,
+    predictionId: prediction.id,
+    status: prediction.status,
+    terminal: isTerminal(prediction.status),
+  };
+}
+
+/** Polls a busy prediction quickly at first, then at most once a second, with jitter. */
+function busyDelay(waits: number): number {
+  const ceiling = Math.min(50 * 2 ** Math.min(Math.max(waits - 1, 0), 5), 1000);
+  return Math.round(ceiling / 2 + (Math.random() * ceiling) / 2);
+}
+
+function runningEntry(): RunningDelivery {
+  let reject: (error: Error) => void = () => undefined;
+  const forced = new Promise<never>((_, fail) => {
+    reject = fail;
+  });
+  forced.catch(() => undefined);
+  const entry: RunningDelivery = {
+    controller: new AbortController(),
+    forced,
+    wasForced: false,
+    force: () => {
+      entry.wasForced = true;
+      reject(new ForcedHandBack('handed back while the processor still ran'));
+    },
+  };
+  return entry;
+}
+
+function isUnrecoverable(error: Error): boolean {
+  return error instanceof UnrecoverableError || error.name === 'UnrecoverableError';
+}
+
+function asError(error: unknown): Error {
+  return error instanceof Error ? error : new Error(String(error));
+}
+
+/** The job's `failedReason`: which processors failed and why, on one line. */
+function failureMessage(failures: Array<{ processor: string; error: Error }>): string {
+  const parts = failures.map(({ processor, error }) => `${processor}: ${oneLine(error.message)}`);
+  const text =
+    parts.length === 1
+      ? (parts[0] as string)
+      : `${parts.length} processors failed: ${parts.join('; ')}`;
+  return text.length > 2000 ? `${text.slice(0, 1997)}...` : text;
+}
+
+function oneLine(message: string): string {
+  return message.replace(/\s+/g, ' ').trim() || 'no message';
+}

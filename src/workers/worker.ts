@@ -1,0 +1,180 @@
+import { Worker } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { type Config, ConfigError } from '../core/config.js';
+import { type DeliveryJob, QUEUE_NAME } from '../core/job.js';
+import type { Logger } from '../core/logger.js';
+import { closeRedis, createRedis } from '../core/redis.js';
+import loggingProcessor from '../processors/logging.js';
+import { backoffStrategy } from './backoff.js';
+import { DeliveryDispatcher, type DeliveryResult } from './dispatch-delivery.js';
+import { loadProcessors } from './load-processors.js';
+import { ledgerKeys, PredictionLedger } from './prediction-ledger.js';
+import type { Processor } from './processor.js';
+
+export interface WorkerStartOptions {
+  config: Config;
+  logger: Logger;
+  /** The processors to run; left out, they are loaded from `INLET_PROCESSORS`. */
+  processors?: Processor[];
+}
+
+/** A running worker. */
+export interface InletWorker {
+  /**
+   * Stops taking jobs and lets running processors finish for `INLET_SHUTDOWN_GRACE_MS`; then
+   * aborts their `ctx.signal` and hands each job back to the queue once its processor returns,
+   * or 2 s later if it does not. Closes the worker's Redis connection. Safe to call twice.
+   */
+  close(): Promise<void>;
+  worker: Worker<DeliveryJob, DeliveryResult>;
+}
+
+/** How long after aborting `ctx.signal` a stopping worker stops waiting for processors. */
+const FORCE_AFTER_ABORT_MS = 2_000;
+
+/**
+ * Starts a BullMQ worker over the ingest's `deliveries` queue that runs processors under the
+ * ledger's guarantees. It connects in the background and starts taking jobs once Redis answers.
+ *
+ * Lock and stall settings (see the README's "Guarantees"): a job's lock and its prediction's lock
+ * last `INLET_LOCK_DURATION_MS` (30 s) and are renewed while it runs, so an event loop blocked
+ * for less than that loses nothing. A SIGKILLed worker's jobs are found by another worker's
+ * stall check (every `INLET_STALLED_INTERVAL_MS`, 15 s) once their lock has lapsed: within
+ * about lock + 2 × interval (one minute). A job that stalls more than `INLET_MAX_STALLED_COUNT`
+ * (2) times is dead-lettered instead, so one poison delivery cannot crash every worker in turn.
+ */
+export async function startWorker(options: WorkerStartOptions): Promise<InletWorker> {
+  const { config } = options;
+  const logger = options.logger;
+  const processors = options.processors ?? (await defaultProcessors(config));
+  if (processors.length === 0) throw new ConfigError('INLET_PROCESSORS: no processors to run');
+  const retentionSeconds = ledgerRetention(config);
+
+  const redis = createRedis(config.REDIS_URL, { role: 'patient', name: 'inlet:worker' });
+  const ledger = new PredictionLedger(redis, {
+    prefix: config.INLET_PREFIX,
+    lockTtlMs: config.INLET_LOCK_DURATION_MS,
+    retentionSeconds,
+  });
+  const dispatcher = new DeliveryDispatcher({ ledger, processors, logger });
+  const worker = new Worker<DeliveryJob, DeliveryResult>(
+    QUEUE_NAME,
+    (job, token) => dispatcher.dispatch(job, token),
+    {
+      connection: redis,
+      prefix: config.INLET_PREFIX,
+      concurrency: config.WORKER_CONCURRENCY,
+      lockDuration: config.INLET_LOCK_DURATION_MS,
+      stalledInterval: config.INLET_STALLED_INTERVAL_MS,
+      maxStalledCount: config.INLET_MAX_STALLED_COUNT,
+      settings: { backoffStrategy },
+    },
+  );
+  observe(worker, dispatcher, redis, config.INLET_PREFIX, logger);
+  worker.once('ready', () =>
+    logger.info(
+      {
+        processors: processors.map((p) => p.name),
+        concurrency: config.WORKER_CONCURRENCY,
+        prefix: config.INLET_PREFIX,
+      },
+      'worker ready',
+    ),
+  );
+
+  let closing: Promise<void> | undefined;
+  const close = () => {
+    closing ??= shutdown(worker, dispatcher, config.INLET_SHUTDOWN_GRACE_MS, logger).finally(() =>
+      closeRedis(redis),
+    );
+    return closing;
+  };
+  return { close, worker };
+}
+
+async function defaultProcessors(config: Config): Promise<Processor[]> {
+  if (config.INLET_PROCESSORS.length === 0) return [loggingProcessor as Processor];
+  return loadProcessors(config.INLET_PROCESSORS);
+}
+
+/** The ledger must outlive dead letters, or a re-driven delivery could re-run a processor. */
+function ledgerRetention(config: Config): number {
+  const deadLetters = config.INLET_DEAD_LETTER_RETENTION_SECONDS;
+  const retention = config.INLET_LEDGER_RETENTION_SECONDS ?? deadLetters + 86_400;
+  if (retention < deadLetters) {
+    throw new ConfigError(
+      `INLET_LEDGER_RETENTION_SECONDS: expected at least INLET_DEAD_LETTER_RETENTION_SECONDS (${deadLetters}), so that a re-driven delivery never re-runs a processor`,
+    );
+  }
+  return retention;
+}
+
+function observe(
+  worker: Worker<DeliveryJob, DeliveryResult>,
+  dispatcher: DeliveryDispatcher,
+  redis: Redis,
+  prefix: string,
+  logger: Logger,
+): void {
+  let lastError = '';
+  worker.on('error', (error) => {
+    // BullMQ repeats connection errors on every retry; one line per distinct error is enough.
+    if (error.message === lastError) return;
+    lastError = error.message;
+    logger.warn({ err: error.message }, 'worker error');
+  });
+  worker.on('ready', () => {
+    lastError = '';
+  });
+  worker.on('lockRenewalFailed', (jobIds) => dispatcher.lockLost(jobIds));
+  worker.on('stalled', (jobId) => {
+    const webhookId = jobId.startsWith('#') ? jobId.slice(1) : jobId;
+    redis
+      .hget(ledgerKeys.delivery(prefix, webhookId), 'predictionId')
+      .catch(() => null)
+      .then((predictionId) =>
+        logger.warn(
+          { webhookId, predictionId: predictionId ?? undefined },
+          'delivery stalled (its worker stopped): back in the queue for another worker',
+        ),
+      );
+  });
+}
+
+async function shutdown(
+  worker: Worker<DeliveryJob, DeliveryResult>,
+  dispatcher: DeliveryDispatcher,
+  graceMs: number,
+  logger: Logger,
+): Promise<void> {
+  logger.info(
+    { running: dispatcher.size, graceMs },
+    'worker stopping: no new jobs, running ones may finish',
+  );
+  const closed = worker.close();
+  const abort = setTimeout(() => {
+    if (dispatcher.size > 0) {
+      logger.warn(
+        { running: dispatcher.size },
+        'grace period over: aborting processors and handing their jobs back',
+      );
+    }
+    dispatcher.abortAll();
+  }, graceMs);
+  const force = setTimeout(() => {
+    if (dispatcher.size > 0) {
+      logger.warn(
+        { running: dispatcher.size },
+        'processors ignored the abort: handing their jobs back now',
+      );
+    }
+    dispatcher.forceHandBack();
+  }, graceMs + FORCE_AFTER_ABORT_MS);
+  try {
+    await closed;
+  } finally {
+    clearTimeout(abort);
+    clearTimeout(force);
+  }
+  logger.info('worker stopped');
+}
