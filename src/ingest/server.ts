@@ -10,6 +10,8 @@ import type { Logger } from '../core/logger.js';
 import { closeRedis, createRedis } from '../core/redis.js';
 import { createApp, WEBHOOK_PATH } from './app.js';
 import { DeliveryEnqueuer } from './enqueue-delivery.js';
+import { IngestMetrics } from './metrics.js';
+import { QueueFigureReader } from './queue-figures.js';
 import { decodeSecret, type SigningKey } from './signature.js';
 import type { DeliveryOutcome } from './webhook-route.js';
 
@@ -50,6 +52,8 @@ export async function startIngest(options: IngestOptions): Promise<IngestServer>
   });
   queue.on('error', (error) => logger.debug({ err: error }, 'queue error'));
   const enqueuer = new DeliveryEnqueuer(queue, redis, config);
+  const metrics = new IngestMetrics();
+  metrics.readFrom(new QueueFigureReader(queue, redis, config.INLET_PREFIX));
 
   const app = createApp({
     enqueuer,
@@ -59,8 +63,14 @@ export async function startIngest(options: IngestOptions): Promise<IngestServer>
     skipVerify: config.INLET_INSECURE_SKIP_VERIFY,
     toleranceSeconds: config.WEBHOOK_TOLERANCE_SECONDS,
     maxBodyBytes: config.INLET_MAX_BODY_BYTES,
-    onDelivery: options.onDelivery,
-    extend: (koa, router) => options.extend?.(koa, router, queue),
+    onDelivery: (outcome, seconds) => {
+      metrics.recordDelivery(outcome, seconds);
+      options.onDelivery?.(outcome, seconds);
+    },
+    extend: (koa, router) => {
+      metrics.mount(router);
+      options.extend?.(koa, router, queue);
+    },
   });
   const server = createServer(app.callback());
   // Longer than common proxies' idle timeouts, so that they, not we, close idle connections.

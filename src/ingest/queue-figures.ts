@@ -1,0 +1,72 @@
+import type { Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { readWorkerFigures, type WorkerFigures } from '../core/worker-figures.js';
+
+/** The BullMQ states `inlet_queue_jobs` reports; `failed` is the dead-letter. */
+export const QUEUE_STATES = [
+  'waiting',
+  'active',
+  'delayed',
+  'prioritized',
+  'waiting-children',
+  'completed',
+  'failed',
+] as const;
+
+export type QueueState = (typeof QUEUE_STATES)[number];
+
+/** What one scrape reads from Redis. */
+export interface QueueFigures {
+  /** Jobs per BullMQ state. */
+  jobs: Record<QueueState, number>;
+  /** Seconds since the job workers take next was added; 0 when nothing waits. */
+  oldestWaitingSeconds: number;
+  /** Figures every worker process keeps in Redis (src/core/worker-figures.ts). */
+  workers: WorkerFigures;
+}
+
+/**
+ * oldestWaiting-1: when the job that workers take next was added.
+ *   KEYS[1] the queue's wait list   ARGV[1] the queue's job key prefix, `<prefix>:deliveries:`
+ * BullMQ pushes new jobs on the left and workers take them from the right, so the right end is
+ * the oldest. Returns that job's `timestamp` (Unix ms), or false when nothing waits.
+ */
+const OLDEST_WAITING = `
+local id = redis.call('LINDEX', KEYS[1], -1)
+if not id then return false end
+return redis.call('HGET', ARGV[1] .. id, 'timestamp')`;
+
+interface OldestWaitingScript {
+  inletOldestWaiting(waitKey: string, jobKeyPrefix: string): Promise<string | null>;
+}
+
+/**
+ * Reads the queue's figures for a scrape. All three reads go out in one write on the ingest's
+ * fail-fast connection, so a scrape costs one round trip and fails at once while Redis is away.
+ */
+export class QueueFigureReader {
+  private readonly script: OldestWaitingScript;
+
+  constructor(
+    private readonly queue: Queue,
+    private readonly redis: Redis,
+    private readonly prefix: string,
+  ) {
+    redis.defineCommand('inletOldestWaiting', { numberOfKeys: 1, lua: OLDEST_WAITING });
+    this.script = redis as unknown as OldestWaitingScript;
+  }
+
+  /** Reads every figure; rejects when Redis cannot answer. */
+  async read(now = Date.now()): Promise<QueueFigures> {
+    const [counts, oldest, workers] = await Promise.all([
+      this.queue.getJobCounts(...QUEUE_STATES),
+      this.script.inletOldestWaiting(this.queue.keys.wait ?? '', this.queue.toKey('')),
+      readWorkerFigures(this.redis, this.prefix),
+    ]);
+    const jobs = {} as Record<QueueState, number>;
+    for (const state of QUEUE_STATES) jobs[state] = counts[state] ?? 0;
+    const addedAt = Number(oldest);
+    const oldestWaitingSeconds = oldest && addedAt > 0 ? Math.max(0, (now - addedAt) / 1000) : 0;
+    return { jobs, oldestWaitingSeconds, workers };
+  }
+}
