@@ -35,14 +35,25 @@ const RELEASE_CLAIM = `
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0`;
 
+/**
+ * markStored-2: marks an id stored, only if its job really exists. Runs in the same MULTI after
+ * BullMQ's add: Redis does not roll a transaction back, so a failed add must not leave a mark.
+ *   KEYS[1] `<prefix>:seen:<webhook-id>`   KEYS[2] the BullMQ job hash of that id
+ *   ARGV[1] de-duplication window, seconds
+ */
+const MARK_STORED = `
+if redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
+redis.call('SET', KEYS[1], 's', 'EX', ARGV[1])
+return 1`;
+
 /** A claim outlives any store that can still succeed (1 s deadline) with a wide margin. */
 const CLAIM_TTL_MS = 10_000;
 /** How long a request waits for another request storing the same delivery. */
 const PENDING_WAIT_MS = 1_000;
 const PENDING_POLL_MS = 15;
 
-interface SetCommand {
-  set(key: string, value: string, mode: 'EX', seconds: number): unknown;
+interface MarkStoredCommand {
+  markStored(seenKey: string, jobKey: string, windowSeconds: number): unknown;
 }
 
 interface DeliveryScripts {
@@ -71,6 +82,7 @@ export class DeliveryEnqueuer {
   ) {
     redis.defineCommand('claimDelivery', { numberOfKeys: 2, lua: CLAIM_DELIVERY });
     redis.defineCommand('releaseClaim', { numberOfKeys: 1, lua: RELEASE_CLAIM });
+    redis.defineCommand('markStored', { numberOfKeys: 2, lua: MARK_STORED });
     this.scripts = redis as unknown as DeliveryScripts;
   }
 
@@ -105,7 +117,7 @@ export class DeliveryEnqueuer {
     for (;;) {
       const claim = await this.scripts.claimDelivery(seenKey, jobKey, token, CLAIM_TTL_MS);
       if (claim === 'duplicate') return 'duplicate';
-      if (claim === 'claimed') return this.store(delivery, jobId, seenKey, token);
+      if (claim === 'claimed') return this.store(delivery, { jobId, jobKey, seenKey, token });
       // Another process is storing this id right now: wait for its answer, not past our deadline.
       if (Date.now() - started > PENDING_WAIT_MS) {
         throw new StoreUnavailableError('the same delivery is being stored by another request');
@@ -116,14 +128,13 @@ export class DeliveryEnqueuer {
 
   private async store(
     delivery: DeliveryJob,
-    jobId: string,
-    seenKey: string,
-    token: string,
+    ids: { jobId: string; jobKey: string; seenKey: string; token: string },
   ): Promise<EnqueueOutcome> {
+    const { jobId, jobKey, seenKey, token } = ids;
     try {
       const client = await this.queue.backend.client;
       // BullMQ's transaction is ioredis' MULTI underneath; its type only lists what BullMQ uses.
-      const multi = client.multi() as IRedisTransaction & SetCommand;
+      const multi = client.multi() as IRedisTransaction & MarkStoredCommand;
       const job = new Job(
         this.queue,
         DELIVERY_JOB_NAME,
@@ -133,10 +144,11 @@ export class DeliveryEnqueuer {
       );
       // The add's own promise settles with exec(); its errors are read from exec's results.
       job.addJob(multi).catch(() => undefined);
-      multi.set(seenKey, 's', 'EX', this.config.INLET_DEDUP_WINDOW_SECONDS);
+      multi.markStored(seenKey, jobKey, this.config.INLET_DEDUP_WINDOW_SECONDS);
       const results = await multi.exec();
       const failed = results?.find(([error]) => error !== null);
       if (!results || failed) throw failed?.[0] ?? new Error('transaction aborted');
+      if (results[1]?.[1] !== 1) throw new Error('the job was not stored');
       return 'accepted';
     } catch (error) {
       // Give the claim back so the sender's retry can store it; if Redis is gone, it expires.

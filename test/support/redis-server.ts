@@ -19,7 +19,9 @@ export async function freePort(): Promise<number> {
 
 /**
  * A private `redis-server` on a free port with its own data folder: never the shared 6379.
- * `stop()` kills it (like a crash), `start()` brings it back on the same port and data.
+ * `stop()` kills it (like a crash), `start()` brings it back on the same port and data. AOF with
+ * `appendfsync always`, so that a kill loses nothing Redis acknowledged: what a test sees stored
+ * after a restart is what was really stored.
  */
 export class TestRedis {
   readonly dir = mkdtempSync(join(tmpdir(), 'inlet-redis-'));
@@ -52,7 +54,7 @@ export class TestRedis {
         '--appendonly',
         'yes',
         '--appendfsync',
-        'everysec',
+        'always',
         '--maxmemory-policy',
         'noeviction',
       ],
@@ -64,6 +66,7 @@ export class TestRedis {
       maxRetriesPerRequest: 0,
       retryStrategy: () => null,
     });
+    client.on('error', () => undefined); // refused until the server is up: expected here
     for (let i = 0; i < 100; i++) {
       try {
         await client.connect();
@@ -89,7 +92,9 @@ export class TestRedis {
 
   /** A fresh client for assertions; the caller closes it. */
   client(): Redis {
-    return new Redis(this.url, { maxRetriesPerRequest: 1 });
+    const client = new Redis(this.url, { maxRetriesPerRequest: 1 });
+    client.on('error', () => undefined); // a test that stops Redis expects refusals
+    return client;
   }
 
   async destroy(): Promise<void> {

@@ -1,0 +1,80 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { ConfigError, loadConfig, requireWebhookSecrets } from '../../src/core/config.js';
+
+describe('loadConfig', () => {
+  it('has the documented defaults', () => {
+    const config = loadConfig({});
+    assert.equal(config.REDIS_URL, 'redis://127.0.0.1:6379');
+    assert.equal(config.PORT, 3000);
+    assert.equal(config.HOST, '0.0.0.0');
+    assert.equal(config.WEBHOOK_TOLERANCE_SECONDS, 300);
+    assert.ok(config.INLET_MAX_BODY_BYTES >= 5 * 1024 * 1024);
+    assert.equal(config.INLET_PREFIX, 'inlet');
+    assert.ok(config.INLET_DEDUP_WINDOW_SECONDS >= 86_400);
+    assert.equal(config.LOG_LEVEL, 'info');
+    assert.equal(config.INLET_ADMIN_TOKEN, undefined);
+  });
+
+  it('splits several secrets on spaces and commas', () => {
+    const config = loadConfig({ REPLICATE_WEBHOOK_SECRET: 'whsec_a, whsec_b whsec_c' });
+    assert.deepEqual(config.REPLICATE_WEBHOOK_SECRET, ['whsec_a', 'whsec_b', 'whsec_c']);
+  });
+
+  it('reads NAME_FILE, as Docker secrets give them, and refuses both forms at once', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'inlet-config-'));
+    const file = join(dir, 'secret');
+    writeFileSync(file, 'whsec_fromfile\n');
+    assert.deepEqual(loadConfig({ REPLICATE_WEBHOOK_SECRET_FILE: file }).REPLICATE_WEBHOOK_SECRET, [
+      'whsec_fromfile',
+    ]);
+    assert.throws(
+      () =>
+        loadConfig({ REPLICATE_WEBHOOK_SECRET_FILE: file, REPLICATE_WEBHOOK_SECRET: 'whsec_x' }),
+      /not both/,
+    );
+    assert.throws(
+      () => loadConfig({ REPLICATE_WEBHOOK_SECRET_FILE: join(dir, 'missing') }),
+      (error: Error) => error instanceof ConfigError && /ENOENT/.test(error.message),
+    );
+  });
+
+  it('names the variable in one line for a bad value, and never shows a secret', () => {
+    const cases: Array<[Record<string, string>, RegExp]> = [
+      [{ PORT: 'eighty' }, /^PORT: expected a whole number \(got "eighty"\)$/],
+      [{ PORT: '70000' }, /^PORT: expected at most 65535/],
+      [{ REDIS_URL: 'localhost:6379' }, /^REDIS_URL: /],
+      [{ INLET_MAX_BODY_BYTES: '1024' }, /^INLET_MAX_BODY_BYTES: expected at least 5242880/],
+      [
+        { INLET_DEDUP_WINDOW_SECONDS: '60' },
+        /^INLET_DEDUP_WINDOW_SECONDS: expected at least 86400/,
+      ],
+      [{ LOG_LEVEL: 'loud' }, /^LOG_LEVEL: /],
+      [{ INLET_INSECURE_SKIP_VERIFY: 'maybe' }, /^INLET_INSECURE_SKIP_VERIFY: expected 1 or 0/],
+      [{ INLET_ADMIN_TOKEN: 'short' }, /^INLET_ADMIN_TOKEN: .*not shown/],
+    ];
+    for (const [env, pattern] of cases) {
+      assert.throws(
+        () => loadConfig(env),
+        (error: Error) => {
+          assert.ok(error instanceof ConfigError);
+          assert.match(error.message, pattern);
+          assert.ok(!error.message.includes('\n'));
+          assert.ok(!error.message.includes('short'));
+          return true;
+        },
+      );
+    }
+  });
+
+  it('makes the ingest refuse to start without a secret unless verification is skipped', () => {
+    assert.throws(
+      () => requireWebhookSecrets(loadConfig({})),
+      /REPLICATE_WEBHOOK_SECRET is not set/,
+    );
+    assert.deepEqual(requireWebhookSecrets(loadConfig({ INLET_INSECURE_SKIP_VERIFY: '1' })), []);
+  });
+});
