@@ -2,6 +2,8 @@
 import { Command, CommanderError } from 'commander';
 import { ConfigError } from '../core/config.js';
 import { ingestCommand } from './ingest.js';
+import { secretCommand } from './secret.js';
+import { sendCommand } from './send.js';
 import { workerCommand } from './worker.js';
 
 /**
@@ -15,6 +17,8 @@ const program = new Command('inlet')
 
 program.addCommand(ingestCommand());
 program.addCommand(workerCommand());
+program.addCommand(sendCommand());
+program.addCommand(secretCommand());
 
 try {
   await program.parseAsync(process.argv);

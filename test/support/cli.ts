@@ -1,0 +1,140 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { fileURLToPath } from 'node:url';
+
+/** The built CLI entry, exactly what `npx inlet` and the Dockerfile run (`npm test` builds it). */
+export const CLI = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
+
+/** The checkout's root, where `package.json` lives. */
+export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+
+export interface CliResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+export interface CliOptions {
+  /** Merged over a minimal environment (PATH and HOME only), never over the test's own. */
+  env?: Record<string, string | undefined>;
+  cwd?: string;
+  /** Kills the command after this long. @defaultValue `20000` */
+  timeoutMs?: number;
+}
+
+/** The environment a CLI child starts from: nothing of the developer's inlet settings leaks in. */
+export function baseEnv(extra: Record<string, string | undefined> = {}): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {
+    PATH: process.env.PATH,
+    HOME: process.env.HOME,
+    LOG_LEVEL: 'info',
+  };
+  for (const [key, value] of Object.entries(extra)) {
+    if (value === undefined) delete env[key];
+    else env[key] = value;
+  }
+  return env;
+}
+
+/** Runs `inlet <args>` to completion. */
+export async function runCli(args: string[], options: CliOptions = {}): Promise<CliResult> {
+  const child = spawnCli(args, options);
+  const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 20_000);
+  const [code, signal] = (await once(child, 'exit')) as [number | null, NodeJS.Signals | null];
+  clearTimeout(timer);
+  return { code, signal, stdout: child.stdoutText(), stderr: child.stderrText() };
+}
+
+/** A running `inlet <args>` whose output is collected as it comes. */
+export type CliProcess = ChildProcess & {
+  stdoutText(): string;
+  stderrText(): string;
+  /** Resolves with the first stdout JSON log line for which `match` is true. */
+  waitForLog(
+    match: (line: Record<string, unknown>) => boolean,
+    timeoutMs?: number,
+  ): Promise<Record<string, unknown>>;
+};
+
+/** Starts `inlet <args>` in the background. */
+export function spawnCli(
+  args: string[],
+  options: CliOptions & { detached?: boolean } = {},
+): CliProcess {
+  const child = spawn(process.execPath, [CLI, ...args], {
+    cwd: options.cwd ?? ROOT,
+    env: baseEnv(options.env),
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: options.detached ?? false,
+  }) as CliProcess;
+  let stdout = '';
+  let stderr = '';
+  const waiters: Array<() => void> = [];
+  child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
+    stdout += chunk;
+    for (const waiter of waiters.splice(0)) waiter();
+  });
+  child.stderr?.setEncoding('utf8').on('data', (chunk: string) => {
+    stderr += chunk;
+  });
+  child.stdoutText = () => stdout;
+  child.stderrText = () => stderr;
+  child.waitForLog = (match, timeoutMs = 15_000) =>
+    new Promise((resolve, reject) => {
+      const deadline = setTimeout(() => {
+        reject(
+          new Error(
+            `no matching log line in ${timeoutMs} ms\nstdout:\n${stdout}\nstderr:\n${stderr}`,
+          ),
+        );
+      }, timeoutMs);
+      const check = () => {
+        const found = jsonLines(stdout).find(match);
+        if (found) {
+          clearTimeout(deadline);
+          resolve(found);
+        } else if (child.exitCode !== null || child.signalCode !== null) {
+          clearTimeout(deadline);
+          reject(
+            new Error(
+              `exited (${child.exitCode ?? child.signalCode})\nstdout:\n${stdout}\nstderr:\n${stderr}`,
+            ),
+          );
+        } else {
+          waiters.push(check);
+        }
+      };
+      child.once('exit', () => setImmediate(check));
+      check();
+    });
+  return child;
+}
+
+/** The JSON objects among `text`'s lines; other lines are skipped. */
+export function jsonLines(text: string): Array<Record<string, unknown>> {
+  const lines: Array<Record<string, unknown>> = [];
+  for (const line of text.split('\n')) {
+    if (!line.startsWith('{')) continue;
+    try {
+      lines.push(JSON.parse(line) as Record<string, unknown>);
+    } catch {
+      // A partial line still being written.
+    }
+  }
+  return lines;
+}
+
+/** Stops a background command with `signal` and waits for it to exit. */
+export async function stopCli(
+  child: ChildProcess,
+  signal: NodeJS.Signals = 'SIGTERM',
+): Promise<number | null> {
+  if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
+  const exited = once(child, 'exit');
+  child.kill(signal);
+  const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+  const [code] = (await exited) as [number | null];
+  clearTimeout(timer);
+  return code;
+}
