@@ -8,6 +8,7 @@ import { type Config, ConfigError, requireWebhookSecrets } from '../core/config.
 import { type DeliveryJob, QUEUE_NAME } from '../core/job.js';
 import type { Logger } from '../core/logger.js';
 import { closeRedis, createRedis } from '../core/redis.js';
+import { mountAdmin } from './admin.js';
 import { createApp, WEBHOOK_PATH } from './app.js';
 import { DeliveryEnqueuer } from './enqueue-delivery.js';
 import { IngestMetrics } from './metrics.js';
@@ -69,6 +70,7 @@ export async function startIngest(options: IngestOptions): Promise<IngestServer>
     },
     extend: (koa, router) => {
       metrics.mount(router);
+      mountAdmin(koa, { queue, logger, token: config.INLET_ADMIN_TOKEN });
       options.extend?.(koa, router, queue);
     },
   });

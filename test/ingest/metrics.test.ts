@@ -7,6 +7,7 @@ import { QUEUE_NAME } from '../../src/core/job.js';
 import { createLogger } from '../../src/core/logger.js';
 import { recordProcessorRun, recordWorkerEvent } from '../../src/core/worker-figures.js';
 import { type IngestServer, startIngest } from '../../src/ingest/server.js';
+import { waitUntilReady } from '../support/dashboard-stack.js';
 import { makeSecret, samplePrediction, signedHeaders, webhookId } from '../support/deliveries.js';
 import { type Scrape, scrape } from '../support/prometheus.js';
 import { TestRedis } from '../support/redis-server.js';
@@ -35,6 +36,7 @@ describe('GET /metrics', () => {
     const logger = createLogger({ level: 'silent' });
     ingest = await startIngest({ config, logger, drainTimeoutMs: 1000 });
     webhookUrl = `${ingest.url}/webhooks/replicate`;
+    await waitUntilReady(ingest.url);
   });
 
   after(async () => {
