@@ -1,0 +1,180 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { Agent, request } from 'node:http';
+import { join } from 'node:path';
+import type { Redis } from 'ioredis';
+import { DeliveryPool } from './deliveries.js';
+import { wallClockMs } from './load.js';
+import type { BenchProcess } from './processes.js';
+import { deliveriesQueue, startWorkerProcess, waitForWorkers } from './worker-rounds.js';
+
+export interface EndToEndSettings {
+  redis: Redis;
+  redisUrl: string;
+  ingestUrl: string;
+  secret: string;
+  rate: number;
+  seconds: number;
+  concurrency: number;
+  processes: number;
+  cpus: string | undefined;
+  workDir: string;
+  log: (line: string) => void;
+}
+
+export interface EndToEndResult {
+  rate: number;
+  sent: number;
+  /** Deliveries answered 202 whose processor start was seen. */
+  measured: number;
+  /** 202 → processor start, milliseconds. */
+  p50: number;
+  p99: number;
+  max: number;
+  /** Deliveries answered 202 whose processor never started within the wait. */
+  missing: number;
+  /** Answers other than 202, and request errors. */
+  failures: number;
+  /** Send → 202, milliseconds, as the sender saw it. */
+  ackP99: number;
+}
+
+/**
+ * End-to-end latency at a steady rate: deliveries sent at `rate` per second, evenly paced (not
+ * in bursts, as a rate-limited autocannon sends them), through the running ingest and `inlet
+ * worker` with the recording no-op processor; each 202's arrival is joined with its processor's
+ * start time.
+ */
+export async function runEndToEnd(settings: EndToEndSettings): Promise<EndToEndResult> {
+  const startsFile = join(settings.workDir, 'processor-starts.txt');
+  await settings.redis.flushall();
+  const queue = deliveriesQueue(settings.redis);
+  const workers: BenchProcess[] = Array.from({ length: settings.processes }, (_, i) =>
+    startWorkerProcess('inlet', i, settings, { INLET_BENCH_STARTS: startsFile }),
+  );
+  try {
+    await waitForWorkers(queue, settings.processes, workers);
+    const sent = await sendPaced(settings);
+    const starts = await waitForStarts(startsFile, sent.acked.size);
+    const latencies: number[] = [];
+    for (const [id, ackedAt] of sent.acked) {
+      const started = starts.get(id);
+      if (started !== undefined) latencies.push(started - ackedAt);
+    }
+    latencies.sort((a, b) => a - b);
+    const result: EndToEndResult = {
+      rate: settings.rate,
+      sent: sent.count,
+      measured: latencies.length,
+      p50: percentile(latencies, 0.5),
+      p99: percentile(latencies, 0.99),
+      max: latencies.at(-1) ?? Number.NaN,
+      missing: sent.acked.size - latencies.length,
+      failures: sent.failures,
+      ackP99: percentile(
+        sent.ackLatencies.sort((a, b) => a - b),
+        0.99,
+      ),
+    };
+    settings.log(
+      `end-to-end at ${settings.rate}/s: p50 ${result.p50.toFixed(1)} ms, p99 ${result.p99.toFixed(1)} ms (${result.measured} deliveries, ${result.missing} missing, ${result.failures} failed)`,
+    );
+    return result;
+  } finally {
+    await Promise.all(workers.map((worker) => worker.stop()));
+    await queue.close();
+  }
+}
+
+interface Sent {
+  count: number;
+  failures: number;
+  /** webhook-id → wall-clock ms its 202 arrived. */
+  acked: Map<string, number>;
+  ackLatencies: number[];
+}
+
+/** Sends `rate` deliveries a second for `seconds`, spread evenly over each millisecond tick. */
+async function sendPaced(settings: EndToEndSettings): Promise<Sent> {
+  const total = settings.rate * settings.seconds;
+  const pool = new DeliveryPool(settings.secret);
+  pool.refill(total);
+  const agent = new Agent({ keepAlive: true, maxSockets: 64 });
+  const url = new URL('/webhooks/replicate', settings.ingestUrl);
+  const sent: Sent = { count: 0, failures: 0, acked: new Map(), ackLatencies: [] };
+  let settled = 0;
+  let finish: () => void = () => undefined;
+  const allSettled = new Promise<void>((resolve) => {
+    finish = resolve;
+  });
+  const settle = () => {
+    settled += 1;
+    if (settled === total) finish();
+  };
+  const send = () => {
+    const delivery = pool.take();
+    const startedAt = wallClockMs();
+    const req = request(url, { method: 'POST', agent, headers: delivery.headers }, (res) => {
+      res.resume();
+      res.on('end', () => {
+        const at = wallClockMs();
+        if (res.statusCode === 202) {
+          sent.acked.set(delivery.webhookId, at);
+          sent.ackLatencies.push(at - startedAt);
+        } else {
+          sent.failures += 1;
+        }
+        settle();
+      });
+    });
+    req.on('error', () => {
+      sent.failures += 1;
+      settle();
+    });
+    req.end(delivery.body);
+    sent.count += 1;
+  };
+  const began = performance.now();
+  await new Promise<void>((resolve) => {
+    const tick = setInterval(() => {
+      const due = Math.min(total, Math.floor(((performance.now() - began) * settings.rate) / 1000));
+      while (sent.count < due) send();
+      if (sent.count >= total) {
+        clearInterval(tick);
+        resolve();
+      }
+    }, 1);
+  });
+  await allSettled;
+  agent.destroy();
+  return sent;
+}
+
+/** Reads the processor's start records until `expected` are there or 15 s pass. */
+async function waitForStarts(file: string, expected: number): Promise<Map<string, number>> {
+  const deadline = Date.now() + 15_000;
+  let starts = new Map<string, number>();
+  while (Date.now() < deadline) {
+    starts = readStarts(file);
+    if (starts.size >= expected) break;
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+  return starts;
+}
+
+function readStarts(file: string): Map<string, number> {
+  const starts = new Map<string, number>();
+  if (!existsSync(file)) return starts;
+  for (const line of readFileSync(file, 'utf8').split('\n')) {
+    const space = line.indexOf(' ');
+    if (space <= 0) continue;
+    // A delivery retried after a failure is recorded again; its first start is what counts.
+    const id = line.slice(0, space);
+    if (!starts.has(id)) starts.set(id, Number(line.slice(space + 1)));
+  }
+  return starts;
+}
+
+function percentile(sorted: number[], q: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  return sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)] ?? Number.NaN;
+}

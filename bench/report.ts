@@ -1,0 +1,245 @@
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { cpus } from 'node:os';
+import type { EndToEndResult } from './e2e.js';
+import type { IngestRound } from './ingest-rounds.js';
+import type { WorkerRound } from './worker-rounds.js';
+
+export interface BenchResults {
+  smoke: boolean;
+  pinning: string;
+  roundSeconds: number;
+  connections: number;
+  ingest: IngestRound[];
+  workers: WorkerRound[] | string;
+  workerSetup: string;
+  endToEnd: EndToEndResult | string;
+  ingestPeakRssBytes: number;
+  metrics: string;
+  startedAt: Date;
+  seconds: number;
+}
+
+const median = (values: number[]) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  if (sorted.length === 0) return Number.NaN;
+  return sorted.length % 2
+    ? (sorted[middle] ?? 0)
+    : ((sorted[middle - 1] ?? 0) + (sorted[middle] ?? 0)) / 2;
+};
+const round = (value: number, digits = 0) =>
+  Number.isFinite(value) ? value.toLocaleString('en-US', { maximumFractionDigits: digits }) : 'n/a';
+const check = (ok: boolean) => (ok ? 'met' : '**missed**');
+
+/** The machine the numbers come from, for the README. */
+export function machine(): string {
+  const cpu = /^model name\s*:\s*(.+)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? '?';
+  return `${cpus().length} × ${cpu.trim()}, Linux, Node ${process.version}`;
+}
+
+function revision(): string {
+  try {
+    const commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], {
+      encoding: 'utf8',
+    }).trim();
+    const dirty = execFileSync('git', ['status', '--porcelain', 'src'], {
+      encoding: 'utf8',
+    }).trim();
+    return dirty ? `${commit} + uncommitted changes in src/` : commit;
+  } catch {
+    return 'unknown';
+  }
+}
+
+/** Renders the results as the markdown the README quotes. */
+export function renderResults(results: BenchResults): string {
+  const of = (name: IngestRound['target']) => results.ingest.filter((r) => r.target === name);
+  const summary = (name: IngestRound['target']) => {
+    const rounds = of(name);
+    return {
+      rps: median(rounds.map((r) => r.result.requestsPerSecond)),
+      p50: median(rounds.map((r) => r.result.p50)),
+      p99: median(rounds.map((r) => r.result.p99)),
+      serverUs: median(rounds.map((r) => r.cpu.serverUs)),
+      redisUs: median(rounds.map((r) => r.cpu.redisUs)),
+    };
+  };
+  const base = summary('baseline');
+  const inlet = summary('inlet');
+  const rows: string[][] = [
+    ['measure', 'baseline', 'inlet', 'inlet ÷ baseline', 'target', ''],
+    [
+      'ingest throughput, requests/s',
+      round(base.rps),
+      round(inlet.rps),
+      round(inlet.rps / base.rps, 2),
+      '≥ 0.8',
+      check(inlet.rps / base.rps >= 0.8),
+    ],
+    [
+      'ingest latency p50, ms',
+      round(base.p50, 1),
+      round(inlet.p50, 1),
+      round(inlet.p50 / base.p50, 2),
+      '',
+      '',
+    ],
+    [
+      'ingest latency p99, ms',
+      round(base.p99, 1),
+      round(inlet.p99, 1),
+      round(inlet.p99 / base.p99, 2),
+      '≤ 1.5',
+      check(inlet.p99 / base.p99 <= 1.5),
+    ],
+    [
+      'server CPU per request, µs',
+      round(base.serverUs),
+      round(inlet.serverUs),
+      round(inlet.serverUs / base.serverUs, 2),
+      '',
+      '',
+    ],
+    ['Redis CPU per request, µs', '–', round(inlet.redisUs), '', '', ''],
+  ];
+  if (typeof results.workers === 'string') {
+    rows.push([
+      'worker throughput, deliveries/s',
+      '',
+      results.workers,
+      '',
+      '≥ 0.8',
+      'not measured',
+    ]);
+  } else {
+    const raw = median(
+      results.workers.filter((r) => r.kind === 'raw BullMQ').map((r) => r.deliveriesPerSecond),
+    );
+    const ours = median(
+      results.workers.filter((r) => r.kind === 'inlet').map((r) => r.deliveriesPerSecond),
+    );
+    rows.push([
+      'worker throughput, deliveries/s (baseline: raw BullMQ)',
+      round(raw),
+      round(ours),
+      round(ours / raw, 2),
+      '≥ 0.8',
+      check(ours / raw >= 0.8),
+    ]);
+  }
+  const e2e = results.endToEnd;
+  if (typeof e2e === 'string') {
+    rows.push(['end-to-end 202 → processor start', '', e2e, '', '≤ 25 ms p99', 'not measured']);
+  } else {
+    rows.push([
+      `end-to-end 202 → processor start at ${e2e.rate}/s, p50 ms`,
+      '',
+      round(e2e.p50, 1),
+      '',
+      '',
+      '',
+    ]);
+    rows.push([
+      `end-to-end 202 → processor start at ${e2e.rate}/s, p99 ms`,
+      '',
+      round(e2e.p99, 1),
+      '',
+      '≤ 25 ms',
+      check(e2e.p99 <= 25),
+    ]);
+  }
+  const rssMb = results.ingestPeakRssBytes / 1e6;
+  rows.push(['ingest peak RSS, MB', '', round(rssMb, 1), '', '≤ 150', check(rssMb <= 150)]);
+
+  const lines = [
+    `# inlet benchmark${results.smoke ? ' (smoke run: too short to quote)' : ''}`,
+    '',
+    table(rows),
+    '',
+    `Medians of ${of('inlet').length} alternating rounds of ${results.roundSeconds} s per server, ` +
+      `${results.connections} connections, autocannon; every request a unique, signed ~860-byte prediction.`,
+    '',
+    '## Conditions',
+    '',
+    `- machine: ${machine()}`,
+    `- revision: ${revision()}; run ${results.startedAt.toISOString()}, took ${Math.round(results.seconds)} s`,
+    `- pinning: ${results.pinning}`,
+    `- Redis: private redis-server ${redisVersion()}, AOF on (appendfsync everysec), emptied before each inlet round`,
+    `- ingest: \`node dist/cli/main.js ingest\`, LOG_LEVEL=info to a file, metrics: ${results.metrics}`,
+    `- workers: ${results.workerSetup}`,
+    '',
+    '## Rounds',
+    '',
+    table([
+      [
+        'round',
+        'server',
+        'requests/s',
+        'p50 ms',
+        'p99 ms',
+        'server µs CPU/req',
+        'Redis µs CPU/req',
+        "others' CPU",
+        'non-2xx / errors',
+      ],
+      ...results.ingest.map((r, i) => [
+        String(Math.floor(i / 2) + 1),
+        r.target,
+        round(r.result.requestsPerSecond),
+        round(r.result.p50, 1),
+        round(r.result.p99, 1),
+        round(r.cpu.serverUs),
+        r.target === 'inlet' ? round(r.cpu.redisUs) : '–',
+        `${round(r.cpu.otherShare * 100)}%`,
+        `${r.result.non2xx} / ${r.result.errors + r.result.timeouts}`,
+      ]),
+    ]),
+    '',
+    '"others\' CPU" is the share of the machine used during the round by processes outside the bench',
+    '(other builds and tests): rounds with a high share are disturbed.',
+  ];
+  if (typeof results.workers !== 'string') {
+    lines.push(
+      '',
+      table([
+        ['round', 'worker', 'deliveries/s', 'seconds', 'failed'],
+        ...results.workers.map((r, i) => [
+          String(Math.floor(i / 2) + 1),
+          r.kind,
+          round(r.deliveriesPerSecond),
+          round(r.seconds, 2),
+          String(r.failed),
+        ]),
+      ]),
+    );
+  }
+  if (typeof e2e !== 'string') {
+    lines.push(
+      '',
+      `End-to-end: ${e2e.sent} deliveries sent evenly at ${e2e.rate}/s; ${e2e.measured} measured, ` +
+        `${e2e.missing} missing, ${e2e.failures} failed; max ${round(e2e.max, 1)} ms; ` +
+        `send → 202 p99 ${round(e2e.ackP99, 1)} ms.`,
+    );
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+function table(rows: string[][]): string {
+  const [head, ...body] = rows;
+  if (!head) return '';
+  return [
+    `| ${head.join(' | ')} |`,
+    `|${head.map(() => '---').join('|')}|`,
+    ...body.map((row) => `| ${row.join(' | ')} |`),
+  ].join('\n');
+}
+
+function redisVersion(): string {
+  try {
+    const out = execFileSync('redis-server', ['--version'], { encoding: 'utf8' });
+    return /v=([0-9.]+)/.exec(out)?.[1] ?? '';
+  } catch {
+    return '';
+  }
+}

@@ -1,0 +1,227 @@
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { benchSecret } from './deliveries.js';
+import { type EndToEndResult, runEndToEnd } from './e2e.js';
+import { type IngestRound, runIngestRounds } from './ingest-rounds.js';
+import { BenchProcess, freePort, waitForHttp } from './processes.js';
+import { summariseProfiles } from './profile-summary.js';
+import { BenchRedis } from './redis.js';
+import { renderResults } from './report.js';
+import { runWorkerRounds, type WorkerRound } from './worker-rounds.js';
+
+/**
+ * `npm run bench [-- options]`: inlet's ingest against a bare Koa handler, `inlet worker` against
+ * a bare BullMQ worker, end-to-end latency and the ingest's memory, all in one run on a private
+ * redis-server. Writes bench/results.md (or, with --smoke, a temporary file) and prints it.
+ * Exits non-zero only when something is broken (non-2xx answers, errors, failed jobs), never
+ * for a slow number.
+ */
+const USAGE = `usage: npm run bench -- [--smoke] [--no-pin] [--profile] [--keep] [--workers N] [--out FILE]
+  --smoke      a few seconds a round (CI); results go to a temporary file
+  --no-pin     let the scheduler place processes (default: inlet's processes on CPU 1,
+               Redis and the load generator on CPU 0)
+  --profile    run the ingest under --cpu-prof and print where its time went
+  --keep       keep the work folder (logs, profiles)
+  --workers N  worker processes per worker round and for end-to-end (default 1)
+  --out FILE   where to write the markdown (default bench/results.md)`;
+
+const { values: flags } = parseArgs({
+  options: {
+    smoke: { type: 'boolean', default: false },
+    'no-pin': { type: 'boolean', default: false },
+    profile: { type: 'boolean', default: false },
+    keep: { type: 'boolean', default: false },
+    workers: { type: 'string', default: '1' },
+    out: { type: 'string' },
+    help: { type: 'boolean', default: false },
+  },
+});
+if (flags.help) {
+  console.log(USAGE);
+  process.exit(0);
+}
+
+const smoke = flags.smoke;
+const pin = !flags['no-pin'] && canPin();
+const mode = smoke
+  ? { pairs: 1, seconds: 3, warmupSeconds: 1, workerPairs: 1, jobs: 2_000, e2eSeconds: 3 }
+  : { pairs: 3, seconds: 10, warmupSeconds: 3, workerPairs: 2, jobs: 20_000, e2eSeconds: 20 };
+const CONNECTIONS = 50;
+const WORKER_CONCURRENCY = 10;
+const E2E_RATE = 1_000;
+const workerProcesses = Math.max(1, Number(flags.workers) || 1);
+
+const startedAt = new Date();
+const log = (line: string) => process.stdout.write(`bench: ${line}\n`);
+const work = mkdtempSync(join(tmpdir(), 'inlet-bench-'));
+/** inlet's processes (and the baseline) on CPU 1; Redis and the load generator on CPU 0. */
+const cpus = (role: 'generator' | 'server') => (pin ? (role === 'server' ? '1' : '0') : undefined);
+const children: Array<BenchProcess | BenchRedis> = [];
+let broken = false;
+
+try {
+  if (pin)
+    execFileSync('taskset', ['-a', '-p', '-c', '0', String(process.pid)], { stdio: 'ignore' });
+  const redis = await BenchRedis.start(cpus('generator'));
+  children.push(redis);
+  const client = redis.client();
+  const secret = benchSecret();
+
+  const baselinePort = await freePort();
+  const baseline = new BenchProcess(
+    'baseline',
+    process.execPath,
+    ['--import', 'tsx', 'bench/baseline-server.ts'],
+    {
+      env: { PORT: String(baselinePort) },
+      logFile: join(work, 'baseline.log'),
+      cpus: cpus('server'),
+    },
+  );
+  children.push(baseline);
+  const ingestPort = await freePort();
+  const profileFlags = flags.profile ? ['--cpu-prof', '--cpu-prof-dir', join(work, 'profile')] : [];
+  const ingest = new BenchProcess(
+    'inlet ingest',
+    process.execPath,
+    [...profileFlags, 'dist/cli/main.js', 'ingest'],
+    {
+      env: {
+        REDIS_URL: redis.url,
+        REPLICATE_WEBHOOK_SECRET: secret,
+        PORT: String(ingestPort),
+        HOST: '127.0.0.1',
+        LOG_LEVEL: 'info',
+      },
+      logFile: join(work, 'ingest.log'),
+      cpus: cpus('server'),
+    },
+  );
+  children.push(ingest);
+  const baselineUrl = `http://127.0.0.1:${baselinePort}`;
+  const ingestUrl = `http://127.0.0.1:${ingestPort}`;
+  await waitForHttp(`${baselineUrl}/healthz`, baseline);
+  await waitForHttp(`${ingestUrl}/healthz`, ingest);
+  log(`redis, baseline and ingest up; pinning ${pin ? 'on' : 'off'}; logs in ${work}`);
+
+  const ingestRounds: IngestRound[] = await runIngestRounds(
+    [
+      { name: 'baseline', baseUrl: baselineUrl, pid: baseline.pid },
+      { name: 'inlet', baseUrl: ingestUrl, pid: ingest.pid },
+    ],
+    {
+      pairs: mode.pairs,
+      seconds: mode.seconds,
+      warmupSeconds: mode.warmupSeconds,
+      connections: CONNECTIONS,
+      secret,
+      redis: client,
+      redisPid: redis.process.pid,
+      log,
+    },
+  );
+  broken ||= ingestRounds.some(
+    (r) => r.result.non2xx + r.result.errors + r.result.timeouts > 0 || r.result.total === 0,
+  );
+  const metrics = await fetch(`${ingestUrl}/metrics`).then(
+    (response) =>
+      response.ok ? 'on (GET /metrics answers)' : `off (GET /metrics: ${response.status})`,
+    () => 'unreachable',
+  );
+
+  let workers: WorkerRound[] | string = 'inlet worker not built yet';
+  let endToEnd: EndToEndResult | string = 'inlet worker not built yet';
+  const workerSettings = {
+    redis: client,
+    redisUrl: redis.url,
+    concurrency: WORKER_CONCURRENCY,
+    processes: workerProcesses,
+    cpus: cpus('server'),
+    workDir: work,
+    log,
+  };
+  if (workerCommandExists()) {
+    workers = await runWorkerRounds({
+      ...workerSettings,
+      jobs: mode.jobs,
+      pairs: mode.workerPairs,
+    });
+    broken ||= workers.some((r) => r.failed > 0);
+    endToEnd = await runEndToEnd({
+      ...workerSettings,
+      ingestUrl,
+      secret,
+      rate: E2E_RATE,
+      seconds: mode.e2eSeconds,
+    });
+    broken ||= endToEnd.failures > 0 || endToEnd.missing > 0;
+  } else {
+    log('`inlet worker` is not available: worker and end-to-end figures skipped');
+  }
+
+  const ingestPeakRssBytes = ingest.peakRss();
+  client.disconnect();
+  for (const child of children.reverse()) {
+    await (child instanceof BenchRedis ? child.destroy() : child.stop());
+  }
+  children.length = 0;
+
+  const markdown = renderResults({
+    smoke,
+    pinning: pin
+      ? 'ingest, baseline and workers on CPU 1; Redis and the load generator on CPU 0 (taskset)'
+      : 'none (the scheduler places every process)',
+    roundSeconds: mode.seconds,
+    connections: CONNECTIONS,
+    ingest: ingestRounds,
+    workers,
+    workerSetup: `${workerProcesses} process(es) of each kind, concurrency ${WORKER_CONCURRENCY}, LOG_LEVEL=info, ${mode.jobs} jobs per round; inlet with a no-op processor (ledger and all), raw BullMQ with a no-op function`,
+    endToEnd,
+    ingestPeakRssBytes,
+    metrics,
+    startedAt,
+    seconds: (Date.now() - startedAt.getTime()) / 1000,
+  });
+  const out =
+    flags.out ??
+    (smoke ? join(tmpdir(), `inlet-bench-smoke-${process.pid}.md`) : 'bench/results.md');
+  writeFileSync(out, markdown);
+  process.stdout.write(`\n${markdown}\nbench: written to ${out}\n`);
+  if (flags.profile) process.stdout.write(summariseProfiles(join(work, 'profile')));
+} catch (error) {
+  broken = true;
+  process.stderr.write(`bench: ${(error as Error).stack ?? error}\n`);
+} finally {
+  for (const child of children.reverse()) {
+    await (child instanceof BenchRedis ? child.destroy() : child.stop()).catch(() => undefined);
+  }
+  if (!flags.keep && !flags.profile) rmSync(work, { recursive: true, force: true });
+  else log(`work folder kept: ${work}`);
+}
+if (broken) {
+  process.stderr.write(
+    'bench: FAILED: something answered non-2xx, errored or lost jobs (see above)\n',
+  );
+  process.exitCode = 1;
+}
+
+function canPin(): boolean {
+  try {
+    execFileSync('taskset', ['-c', '0,1', 'true'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function workerCommandExists(): boolean {
+  try {
+    execFileSync(process.execPath, ['dist/cli/main.js', 'worker', '--help'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}

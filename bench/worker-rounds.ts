@@ -1,0 +1,165 @@
+import { join, resolve } from 'node:path';
+import { Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { loadConfig } from '../src/core/config.js';
+import {
+  DELIVERY_JOB_NAME,
+  type DeliveryJob,
+  deliveryJobOptions,
+  QUEUE_NAME,
+} from '../src/core/job.js';
+import type { Prediction } from '../src/core/prediction.js';
+import { predictionBody } from './deliveries.js';
+import { BenchProcess } from './processes.js';
+
+export type WorkerKind = 'raw BullMQ' | 'inlet';
+
+export interface WorkerSettings {
+  /** The bench's own client on the bench Redis. */
+  redis: Redis;
+  redisUrl: string;
+  jobs: number;
+  pairs: number;
+  /** Jobs each worker process runs at once; the same for both kinds. */
+  concurrency: number;
+  /** Worker processes of each kind per round. */
+  processes: number;
+  cpus: string | undefined;
+  workDir: string;
+  log: (line: string) => void;
+}
+
+export interface WorkerRound {
+  kind: WorkerKind;
+  deliveriesPerSecond: number;
+  seconds: number;
+  failed: number;
+}
+
+/** The processor module `inlet worker` loads: a no-op, written as a user's compiled processor. */
+export const NOOP_PROCESSOR = resolve('bench/fixtures/noop-processor.mjs');
+
+/** Starts one worker process of `kind`, logging to a file in `workDir`. */
+export function startWorkerProcess(
+  kind: WorkerKind,
+  index: number,
+  settings: Pick<WorkerSettings, 'redisUrl' | 'concurrency' | 'cpus' | 'workDir'>,
+  env: NodeJS.ProcessEnv = {},
+): BenchProcess {
+  const common = {
+    REDIS_URL: settings.redisUrl,
+    WORKER_CONCURRENCY: String(settings.concurrency),
+    LOG_LEVEL: 'info',
+    ...env,
+  };
+  const logFile = join(
+    settings.workDir,
+    `${kind === 'inlet' ? 'worker' : 'raw-worker'}-${index}.log`,
+  );
+  if (kind === 'inlet') {
+    return new BenchProcess('inlet worker', process.execPath, ['dist/cli/main.js', 'worker'], {
+      env: { ...common, INLET_PROCESSORS: NOOP_PROCESSOR },
+      logFile,
+      cpus: settings.cpus,
+    });
+  }
+  return new BenchProcess(
+    'raw BullMQ worker',
+    process.execPath,
+    ['--import', 'tsx', 'bench/raw-worker.ts'],
+    { env: { ...common, INLET_PREFIX: 'inlet' }, logFile, cpus: settings.cpus },
+  );
+}
+
+/** Opens the `deliveries` queue under inlet's default prefix on the bench's client. */
+export function deliveriesQueue(redis: Redis): Queue<DeliveryJob> {
+  return new Queue<DeliveryJob>(QUEUE_NAME, { connection: redis, prefix: 'inlet' });
+}
+
+/** Waits until `count` workers of the queue are connected (BullMQ names their connections). */
+export async function waitForWorkers(queue: Queue, count: number, workers: BenchProcess[]) {
+  const deadline = Date.now() + 20_000;
+  while (Date.now() < deadline) {
+    const dead = workers.find((worker) => !worker.running);
+    if (dead) throw new Error(`${dead.name} exited while starting`);
+    if ((await queue.getWorkers()).length >= count) return;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  throw new Error(`${count} worker(s) did not connect within 20 s`);
+}
+
+/**
+ * Worker throughput, alternating raw BullMQ and `inlet worker` rounds on the same Redis: each
+ * round fills the paused queue with `jobs` deliveries as the ingest stores them, starts the
+ * workers, resumes the queue and times until it is empty.
+ */
+export async function runWorkerRounds(settings: WorkerSettings): Promise<WorkerRound[]> {
+  const config = loadConfig({ REDIS_URL: settings.redisUrl });
+  const rounds: WorkerRound[] = [];
+  for (let pair = 1; pair <= settings.pairs; pair++) {
+    for (const kind of ['raw BullMQ', 'inlet'] as const) {
+      await settings.redis.flushall();
+      const queue = deliveriesQueue(settings.redis);
+      await queue.pause();
+      await fill(queue, settings.jobs, config);
+      const workers = Array.from({ length: settings.processes }, (_, i) =>
+        startWorkerProcess(kind, i, settings),
+      );
+      try {
+        await waitForWorkers(queue, settings.processes, workers);
+        const started = performance.now();
+        await queue.resume();
+        await waitUntilDrained(queue, workers);
+        const seconds = (performance.now() - started) / 1000;
+        const failed = await queue.getFailedCount();
+        const round = { kind, deliveriesPerSecond: settings.jobs / seconds, seconds, failed };
+        rounds.push(round);
+        settings.log(
+          `round ${pair} ${kind} worker: ${Math.round(round.deliveriesPerSecond)} deliveries/s (${settings.jobs} in ${seconds.toFixed(2)} s)${failed ? `, ${failed} FAILED` : ''}`,
+        );
+      } finally {
+        await Promise.all(workers.map((worker) => worker.stop()));
+        await queue.close();
+      }
+    }
+  }
+  return rounds;
+}
+
+async function fill(
+  queue: Queue<DeliveryJob>,
+  jobs: number,
+  config: ReturnType<typeof loadConfig>,
+) {
+  const batch = 1000;
+  for (let done = 0; done < jobs; done += batch) {
+    const size = Math.min(batch, jobs - done);
+    await queue.addBulk(
+      Array.from({ length: size }, (_, i) => {
+        const webhookId = `msg_fill${done + i}_${Date.now().toString(36)}`;
+        const data: DeliveryJob = {
+          webhookId,
+          timestamp: Math.floor(Date.now() / 1000),
+          receivedAt: Date.now(),
+          query: {},
+          prediction: JSON.parse(predictionBody()) as Prediction,
+        };
+        return { name: DELIVERY_JOB_NAME, data, opts: deliveryJobOptions(config, webhookId) };
+      }),
+    );
+  }
+}
+
+/** Polls until no job waits, runs or is delayed; a dead worker fails the bench. */
+export async function waitUntilDrained(queue: Queue, workers: BenchProcess[], timeoutMs = 120_000) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const counts = await queue.getJobCounts('wait', 'active', 'delayed', 'prioritized');
+    if (Object.values(counts).every((count) => count === 0)) return;
+    const dead = workers.find((worker) => !worker.running);
+    if (dead) throw new Error(`${dead.name} exited while the queue still had jobs`);
+    if (Date.now() > deadline)
+      throw new Error(`the queue did not drain: ${JSON.stringify(counts)}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
