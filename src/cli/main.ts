@@ -1,7 +1,9 @@
 #!/usr/bin/env node
 import { Command, CommanderError } from 'commander';
 import { ConfigError } from '../core/config.js';
+import { devCommand } from './dev.js';
 import { ingestCommand } from './ingest.js';
+import { replayCommand } from './replay.js';
 import { secretCommand } from './secret.js';
 import { sendCommand } from './send.js';
 import { workerCommand } from './worker.js';
@@ -19,6 +21,8 @@ program.addCommand(ingestCommand());
 program.addCommand(workerCommand());
 program.addCommand(sendCommand());
 program.addCommand(secretCommand());
+program.addCommand(devCommand());
+program.addCommand(replayCommand());
 
 try {
   await program.parseAsync(process.argv);

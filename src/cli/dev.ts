@@ -1,0 +1,122 @@
+import { Command } from 'commander';
+import { type Config, ConfigError, loadConfig } from '../core/config.js';
+import { createLogger, flushLogger, type Logger } from '../core/logger.js';
+import { type IngestServer, startIngest } from '../ingest/server.js';
+import { type InletWorker, startWorker } from '../workers/worker.js';
+import { ensureDevSecret, STATE_DIR } from './dev-secret.js';
+import { type ManagedRedis, redisAnswers, startManagedRedis } from './managed-redis.js';
+import { onShutdownSignal } from './shutdown.js';
+
+const LOCAL_REDIS = 'redis://127.0.0.1:6379';
+
+/** `inlet dev`: the ingest and one worker in one process, with a Redis found or started. */
+export function devCommand(): Command {
+  return new Command('dev')
+    .description('run the ingest and a worker in one process, for local work')
+    .option(
+      '--private-redis',
+      'start a private redis-server even when one answers on 127.0.0.1:6379',
+    )
+    .addHelpText(
+      'after',
+      `
+Redis: REDIS_URL when set; else the Redis on 127.0.0.1:6379 if one answers; else a private
+redis-server from PATH (AOF on, data in ${STATE_DIR}/redis/), stopped when inlet dev stops.
+
+Signing secret: REPLICATE_WEBHOOK_SECRET when set; else a dev secret made once and kept in
+${STATE_DIR}/dev-secret, which \`inlet send\` run from the same folder signs with.
+
+Listens on 127.0.0.1 unless HOST is set; logs are pretty on a terminal, JSON lines otherwise.
+Same variables as ingest and worker (INLET_PROCESSORS, PORT, …).`,
+    )
+    .action(async (flags: { privateRedis?: boolean }) => {
+      const config = loadConfig();
+      const logger = createLogger({ level: config.LOG_LEVEL, pretty: process.stdout.isTTY });
+      const redis = await chooseRedis(config, logger, flags.privateRedis ?? false);
+      let ingest: IngestServer | undefined;
+      let worker: InletWorker | undefined;
+      const stop = async () => {
+        await worker?.close();
+        await ingest?.close();
+        await redis.managed?.stop();
+        if (redis.managed) logger.info('private redis-server stopped');
+        flushLogger(logger);
+      };
+      try {
+        const devConfig = { ...config, ...signingFor(config, logger), REDIS_URL: redis.url };
+        if (!process.env.HOST) devConfig.HOST = '127.0.0.1';
+        ingest = await startIngest({
+          config: devConfig,
+          logger: logger.child({ service: 'ingest' }),
+        });
+        worker = await startWorker({
+          config: devConfig,
+          logger: logger.child({ service: 'worker' }),
+        });
+      } catch (error) {
+        await stop();
+        throw listenError(error, config.PORT);
+      }
+      logger.info(
+        `ready: deliver to ${ingest.url}/webhooks/replicate; try \`npx inlet send --url ${ingest.url}/webhooks/replicate\` in another terminal`,
+      );
+      onShutdownSignal(async (signal) => {
+        logger.info({ signal }, 'stopping');
+        await stop();
+      });
+    });
+}
+
+interface DevRedis {
+  url: string;
+  managed?: ManagedRedis;
+}
+
+/** The configured Redis, else the usual local one, else a private one started for this run. */
+async function chooseRedis(
+  config: Config,
+  logger: Logger,
+  forcePrivate: boolean,
+): Promise<DevRedis> {
+  const configured = Boolean(process.env.REDIS_URL?.trim() || process.env.REDIS_URL_FILE);
+  if (configured) {
+    if (forcePrivate) throw new ConfigError('--private-redis and REDIS_URL: choose one');
+    return { url: config.REDIS_URL };
+  }
+  if (!forcePrivate && (await redisAnswers(LOCAL_REDIS))) {
+    logger.info({ redis: LOCAL_REDIS }, 'using the Redis that answers on 127.0.0.1:6379');
+    return { url: LOCAL_REDIS };
+  }
+  const managed = await startManagedRedis(
+    process.cwd(),
+    forcePrivate ? '--private-redis was given' : 'no REDIS_URL, nothing answers on 127.0.0.1:6379,',
+  );
+  logger.info(
+    { redisPid: managed.pid, port: managed.port, dir: managed.dir },
+    `started a private redis-server; for other commands (inlet replay) use REDIS_URL=${managed.url}`,
+  );
+  return { url: managed.url, managed };
+}
+
+/**
+ * The configured secrets, or the dev secret. Generated rather than skipping verification so that
+ * dev checks signatures exactly as production does (see dev-secret.ts).
+ */
+function signingFor(config: Config, logger: Logger): Partial<Config> {
+  if ((config.REPLICATE_WEBHOOK_SECRET ?? []).length > 0 || config.INLET_INSECURE_SKIP_VERIFY) {
+    return {};
+  }
+  const { secret, created } = ensureDevSecret();
+  logger.info(
+    { file: `${STATE_DIR}/dev-secret` },
+    `no REPLICATE_WEBHOOK_SECRET: ${created ? 'made' : 'using'} a dev secret (${secret}); \`inlet send\` here signs with it. For real Replicate deliveries through a tunnel, set REPLICATE_WEBHOOK_SECRET (\`inlet secret\` prints it)`,
+  );
+  return { REPLICATE_WEBHOOK_SECRET: [secret] };
+}
+
+function listenError(error: unknown, port: number): unknown {
+  if ((error as NodeJS.ErrnoException).code === 'EADDRINUSE') {
+    return new ConfigError(`port ${port} is in use: stop what listens there or set PORT`);
+  }
+  return error;
+}
