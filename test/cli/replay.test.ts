@@ -1,0 +1,131 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { Queue, UnrecoverableError } from 'bullmq';
+import { loadConfig } from '../../src/core/config.js';
+import { QUEUE_NAME } from '../../src/core/job.js';
+import { createLogger } from '../../src/core/logger.js';
+import { type IngestServer, startIngest } from '../../src/ingest/server.js';
+import { type InletWorker, startWorker } from '../../src/workers/worker.js';
+import { runCli } from '../support/cli.js';
+import { makeSecret } from '../support/deliveries.js';
+import { freePort, TestRedis } from '../support/redis-server.js';
+
+describe('inlet replay', () => {
+  let redis: TestRedis;
+  let ingest: IngestServer;
+  let worker: InletWorker;
+  let queue: Queue;
+  let env: Record<string, string>;
+  const secret = makeSecret();
+  const runs: string[] = [];
+  let failing = true;
+
+  before(async () => {
+    redis = await TestRedis.start();
+    env = { REDIS_URL: redis.url, INLET_PREFIX: 'replay-test', REPLICATE_WEBHOOK_SECRET: secret };
+    const config = loadConfig({ ...env, PORT: '0', HOST: '127.0.0.1', INLET_ATTEMPTS: '1' });
+    const logger = createLogger({ level: 'silent' });
+    ingest = await startIngest({ config, logger, drainTimeoutMs: 1000 });
+    worker = await startWorker({
+      config,
+      logger,
+      processors: [
+        {
+          name: 'flaky',
+          statuses: ['succeeded'],
+          handle(prediction) {
+            if (failing) throw new UnrecoverableError('the bucket is not there');
+            runs.push(prediction.id);
+          },
+        },
+      ],
+    });
+    queue = new Queue(QUEUE_NAME, { connection: { url: redis.url }, prefix: 'replay-test' });
+    const url = `${ingest.url}/webhooks/replicate`;
+    for (const id of ['pred-a', 'pred-b', 'pred-c']) {
+      const sent = await runCli(
+        ['send', '--url', url, '--status', 'succeeded', '--prediction', id],
+        { env },
+      );
+      assert.equal(sent.code, 0, sent.stdout);
+    }
+    await until(async () => (await queue.getFailedCount()) === 3);
+  });
+
+  after(async () => {
+    await queue?.close();
+    await worker?.close();
+    await ingest?.close();
+    await redis?.destroy();
+  });
+
+  test('--dry-run lists the dead letters with their error and moves nothing', async () => {
+    const result = await runCli(['replay', '--all', '--dry-run'], { env });
+    assert.equal(result.code, 0, result.stderr);
+    const lines = result.stdout.trim().split('\n');
+    assert.equal(lines.length, 4);
+    for (const id of ['pred-a', 'pred-b', 'pred-c']) {
+      assert.ok(
+        lines.some(
+          (l) =>
+            l.includes(`prediction ${id}`) &&
+            l.includes('failed flaky') &&
+            l.includes('the bucket is not there'),
+        ),
+      );
+    }
+    assert.equal(lines.at(-1), 'dry run: would re-drive 3 dead-lettered deliveries; nothing moved');
+    assert.equal(await queue.getFailedCount(), 3);
+  });
+
+  test('--prediction re-drives that prediction only; the fixed processor runs', async () => {
+    failing = false;
+    const result = await runCli(['replay', '--prediction', 'pred-b'], { env });
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(result.stdout, 're-drove 1 of 1 dead-lettered delivery for prediction pred-b\n');
+    await until(async () => runs.includes('pred-b'));
+    assert.equal(await queue.getFailedCount(), 2);
+  });
+
+  test('--all re-drives the rest; then there is nothing left', async () => {
+    const result = await runCli(['replay', '--all'], { env });
+    assert.equal(result.stdout, 're-drove 2 of 2 dead-lettered deliveries\n');
+    await until(async () => runs.length === 3);
+    assert.deepEqual([...runs].sort(), ['pred-a', 'pred-b', 'pred-c']);
+    const again = await runCli(['replay', '--all'], { env });
+    assert.equal(again.stdout, 'no dead-lettered deliveries\n');
+  });
+
+  test('neither or both of --all and --prediction: one line, exit 2', async () => {
+    for (const args of [['replay'], ['replay', '--all', '--prediction', 'x']]) {
+      const result = await runCli(args, { env });
+      assert.equal(result.code, 2);
+      assert.equal(
+        result.stderr,
+        'inlet: say what to re-drive: --all, or --prediction ID (not both)\n',
+      );
+    }
+  });
+
+  test('no Redis: one line naming REDIS_URL, exit 2, within seconds', async () => {
+    const port = await freePort();
+    const started = Date.now();
+    const result = await runCli(['replay', '--all'], {
+      env: { REDIS_URL: `redis://:pw@127.0.0.1:${port}` },
+    });
+    assert.equal(result.code, 2);
+    assert.match(
+      result.stderr,
+      /^inlet: cannot reach Redis at redis:\/\/…@127\.0\.0\.1:\d+: set REDIS_URL/,
+    );
+    assert.ok(Date.now() - started < 9000);
+  });
+});
+
+async function until(check: () => Promise<boolean>, ms = 10_000): Promise<void> {
+  for (const end = Date.now() + ms; Date.now() < end; ) {
+    if (await check()) return;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  assert.fail('condition not met in time');
+}
