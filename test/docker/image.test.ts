@@ -1,0 +1,217 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { builtinModules } from 'node:module';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { promisify } from 'node:util';
+import { findOnPath } from '../../src/cli/managed-redis.js';
+import { baseEnv, ROOT, runCli, spawnCli, stopCli } from '../support/cli.js';
+import { makeSecret } from '../support/deliveries.js';
+import { freePort, TestRedis } from '../support/redis-server.js';
+
+/**
+ * The image recipe, run outside containers: the Dockerfile's build commands, its ENTRYPOINT and
+ * CMD, the compose file's worker command and ingest healthcheck are read from those files and
+ * run here, so that they cannot drift from what CI proves works.
+ */
+const run = promisify(execFile);
+const dockerfile = readFileSync(join(ROOT, 'Dockerfile'), 'utf8');
+const compose = readFileSync(join(ROOT, 'docker-compose.yml'), 'utf8');
+
+/** `INSTRUCTION [json array]` lines of the Dockerfile, in order. */
+function instructions(name: string): string[][] {
+  return [...dockerfile.matchAll(new RegExp(`^${name} (\\[.*\\])$`, 'gm'))].map(
+    (match) => JSON.parse(match[1] as string) as string[],
+  );
+}
+
+/** One service's block of docker-compose.yml (two-space indented under `services:`). */
+function service(name: string): string {
+  const match = compose.match(new RegExp(`^  ${name}:\\n((?:    .*\\n|\\s*\\n)+)`, 'm'));
+  assert.ok(match, `docker-compose.yml has a ${name} service`);
+  return match[1] as string;
+}
+
+function flowList(block: string, key: string): string[] {
+  const match = block.match(new RegExp(`^\\s+${key}: (\\[.*\\])$`, 'm'));
+  assert.ok(match, `a ${key}: [...] line`);
+  return JSON.parse(match[1] as string) as string[];
+}
+
+const entrypoint = instructions('ENTRYPOINT').at(-1) ?? [];
+const defaultCommand = instructions('CMD').at(-1) ?? [];
+
+describe('the Dockerfile', () => {
+  test('builds with the commands CI runs: npm ci, then npm run build; production deps apart', () => {
+    const runs = instructions('RUN');
+    assert.ok(runs.length >= 3, 'RUN instructions are in exec form');
+    for (const command of runs) {
+      const text = command.join(' ');
+      assert.ok(
+        /^npm ci( --[a-z=-]+)*$/.test(text) || text === 'npm run build',
+        `unexpected RUN ${text}`,
+      );
+    }
+    assert.ok(runs.some((c) => c.join(' ') === 'npm run build'));
+    assert.ok(
+      runs.some((c) => c.includes('--omit=dev')),
+      'a stage installs production dependencies only',
+    );
+    const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8'));
+    assert.match(pkg.scripts.test, /^npm run build && /, 'npm test builds the same way');
+  });
+
+  test('runs as a non-root user and starts the built entry', () => {
+    assert.match(dockerfile, /^USER node$/m);
+    assert.deepEqual(entrypoint, ['node', 'dist/cli/main.js']);
+    assert.deepEqual(defaultCommand, ['ingest']);
+    assert.ok(existsSync(join(ROOT, 'dist/cli/main.js')), '`npm run build` produced the entry');
+  });
+
+  test('the built code imports only production dependencies', () => {
+    const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8'));
+    const allowed = new Set([...Object.keys(pkg.dependencies), pkg.name]);
+    const builtins = new Set(builtinModules);
+    const offenders: string[] = [];
+    for (const file of readdirSync(join(ROOT, 'dist'), { recursive: true }) as string[]) {
+      if (!file.endsWith('.js')) continue;
+      const code = readFileSync(join(ROOT, 'dist', file), 'utf8');
+      for (const [, spec] of code.matchAll(/(?:from|import)\s*\(?\s*['"]([^'"]+)['"]/g)) {
+        // Skips relative paths, builtins and template text such as `from "${spec}"` in messages.
+        if (!spec || /^[.$]|^node:|\s/.test(spec) || builtins.has(spec)) continue;
+        const name = spec.startsWith('@')
+          ? spec.split('/').slice(0, 2).join('/')
+          : (spec.split('/')[0] as string);
+        if (!allowed.has(name)) offenders.push(`${file}: ${spec}`);
+      }
+    }
+    assert.deepEqual(offenders, [], 'dev dependencies are not in the image');
+  });
+});
+
+describe('docker-compose.yml', () => {
+  test('Redis keeps an AOF, never evicts, is health-checked and on a named volume', () => {
+    const redis = service('redis');
+    assert.match(redis, /--appendonly\n\s+- "yes"/);
+    assert.match(redis, /--appendfsync\n\s+- \$\{REDIS_APPENDFSYNC:-everysec\}/);
+    assert.match(redis, /--maxmemory-policy\n\s+- noeviction/);
+    assert.match(redis, /healthcheck:/);
+    assert.match(redis, /- redis-data:\/data/);
+    assert.match(compose, /^volumes:\n {2}redis-data:/m);
+  });
+
+  test('workers scale: no container_name, no host port, a stop grace above their drain', () => {
+    const worker = service('worker');
+    assert.doesNotMatch(worker, /container_name|ports:/);
+    assert.deepEqual(flowList(worker, 'command'), ['worker']);
+    const grace = Number(worker.match(/stop_grace_period: (\d+)s/)?.[1]);
+    const drainMs = Number(
+      worker.match(/INLET_SHUTDOWN_GRACE_MS: \$\{INLET_SHUTDOWN_GRACE_MS:-(\d+)\}/)?.[1],
+    );
+    assert.ok(
+      grace * 1000 > drainMs + 2000,
+      `stop_grace_period ${grace}s > drain ${drainMs} ms + 2 s`,
+    );
+    assert.match(compose, /depends_on:\n\s+redis:\n\s+condition: service_healthy/);
+  });
+
+  test('docker-compose config accepts it, alone and with the Docker secrets overlay', {
+    skip: !findOnPath('docker-compose') && 'docker-compose is not installed',
+  }, async () => {
+    const env = { ...process.env, COMPOSE_PROJECT_NAME: 'inlet-test' };
+    await run('docker-compose', ['-f', 'docker-compose.yml', 'config', '--quiet'], {
+      cwd: ROOT,
+      env,
+    });
+    await run(
+      'docker-compose',
+      ['-f', 'docker-compose.yml', '-f', 'docker-compose.secrets.yml', 'config', '--quiet'],
+      { cwd: ROOT, env },
+    );
+    const { stdout } = await run(
+      'docker-compose',
+      ['-f', 'docker-compose.yml', 'config', '--services'],
+      { cwd: ROOT, env },
+    );
+    assert.deepEqual(stdout.trim().split('\n').sort(), ['ingest', 'redis', 'worker']);
+  });
+});
+
+describe("the image's commands, run outside containers", () => {
+  let redis: TestRedis;
+  let dir: string;
+  const secret = makeSecret();
+
+  before(async () => {
+    redis = await TestRedis.start();
+    dir = mkdtempSync(join(tmpdir(), 'inlet-image-'));
+  });
+  after(async () => {
+    await redis?.destroy();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('ENTRYPOINT + CMD serves, the healthcheck follows Redis, the worker command processes', async () => {
+    const [node, script] = entrypoint as [string, string];
+    assert.equal(node, 'node');
+    const port = await freePort();
+    const outputs = join(dir, 'outputs.jsonl');
+    const env = {
+      REDIS_URL: redis.url,
+      REPLICATE_WEBHOOK_SECRET: secret,
+      PORT: String(port),
+      INLET_PROCESSORS: './examples/save-outputs.js',
+      SAVE_OUTPUTS_FILE: outputs,
+      NODE_ENV: 'production',
+    };
+    assert.equal(script, 'dist/cli/main.js');
+    const ingest = spawnCli(defaultCommand, { env });
+    const worker = spawnCli(flowList(service('worker'), 'command'), { env });
+    try {
+      await ingest.waitForLog((l) => l.msg === 'ingest listening');
+      await worker.waitForLog((l) => l.msg === 'worker ready');
+
+      // The compose healthcheck, verbatim but for the port.
+      const [kind, ...check] = flowList(service('ingest'), 'test');
+      assert.equal(kind, 'CMD');
+      const healthcheck = check.map((arg) => arg.replace('127.0.0.1:3000', `127.0.0.1:${port}`));
+      const healthy = () =>
+        run(healthcheck[0] as string, healthcheck.slice(1), { env: baseEnv() }).then(
+          () => true,
+          () => false,
+        );
+      assert.equal(await healthy(), true);
+      await redis.stop();
+      assert.equal(await healthy(), false, 'unhealthy while Redis is down');
+      await redis.start();
+      for (let i = 0; i < 40 && !(await healthy()); i++)
+        await new Promise((r) => setTimeout(r, 100));
+      assert.equal(await healthy(), true);
+
+      const sent = await runCli(['send', '--url', `http://127.0.0.1:${port}/webhooks/replicate`], {
+        env: { REPLICATE_WEBHOOK_SECRET: secret },
+      });
+      assert.equal(sent.code, 0, sent.stdout);
+      for (
+        let i = 0;
+        i < 100 && !(existsSync(outputs) && readFileSync(outputs, 'utf8').split('\n').length > 3);
+        i++
+      ) {
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      const records = readFileSync(outputs, 'utf8')
+        .trim()
+        .split('\n')
+        .map((line) => JSON.parse(line));
+      assert.deepEqual(
+        records.map((r) => r.status),
+        ['starting', 'processing', 'succeeded'],
+      );
+    } finally {
+      assert.equal(await stopCli(worker, 'SIGTERM'), 0, worker.stderrText());
+      assert.equal(await stopCli(ingest, 'SIGTERM'), 0, ingest.stderrText());
+    }
+  });
+});
