@@ -5,6 +5,7 @@ import { type IngestServer, startIngest } from '../ingest/server.js';
 import { type InletWorker, startWorker } from '../workers/worker.js';
 import { ensureDevSecret, STATE_DIR } from './dev-secret.js';
 import { type ManagedRedis, redisAnswers, startManagedRedis } from './managed-redis.js';
+import { DEFAULT_WEBHOOK_URL } from './send.js';
 import { onShutdownSignal } from './shutdown.js';
 
 const LOCAL_REDIS = 'redis://127.0.0.1:6379';
@@ -57,13 +58,17 @@ Same variables as ingest and worker (INLET_PROCESSORS, PORT, …).`,
         await stop();
         throw listenError(error, config.PORT);
       }
+      const webhookUrl = `${ingest.url}/webhooks/replicate`;
+      const send = webhookUrl === DEFAULT_WEBHOOK_URL ? '' : ` --url ${webhookUrl}`;
       logger.info(
-        `ready: deliver to ${ingest.url}/webhooks/replicate; try \`npx inlet send --url ${ingest.url}/webhooks/replicate\` in another terminal`,
+        `ready: deliver to ${webhookUrl}; try \`npx inlet send${send}\` in another terminal`,
       );
       onShutdownSignal(async (signal) => {
         logger.info({ signal }, 'stopping');
         await stop();
       });
+      // A closed terminal sends SIGHUP, which would end node and leave the Redis behind.
+      process.once('SIGHUP', () => process.kill(process.pid, 'SIGTERM'));
     });
 }
 
