@@ -67,6 +67,19 @@ describe('admin dashboard behind INLET_ADMIN_TOKEN', () => {
     }
     const statics = await request(stack, '/admin/queues/static/favicon-32x32.png');
     assert.equal(statics.status, 401);
+
+    // Spellings of the path that must not reach bull-board around the gate.
+    for (const path of [
+      '//admin/queues/api/queues',
+      '/admin/%71ueues/api/queues',
+      '/ADMIN/queues/api/queues',
+      '/admin/queues/../queues/api/queues',
+      '/admin/queues%2Fapi%2Fqueues',
+    ]) {
+      const answer = await request(stack, path);
+      assert.ok(answer.status === 401 || answer.status === 404, `${path}: ${answer.status}`);
+      assert.doesNotMatch(answer.text, /"queues"/, path);
+    }
   });
 
   it("protects bull-board's own API: no retry without the token", async () => {
