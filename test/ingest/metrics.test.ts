@@ -213,6 +213,28 @@ describe('GET /metrics', () => {
     assert.equal(now.get('inlet_queue_oldest_waiting_age_seconds', { queue: QUEUE_NAME }), 0);
   });
 
+  it('answers a scrape within about a second while Redis hangs (stopped, not gone)', async () => {
+    const client = redis.client();
+    const info = await client.info('server');
+    client.disconnect();
+    const pid = Number(/process_id:(\d+)/.exec(info)?.[1]);
+    assert.ok(pid > 0, 'redis-server pid');
+    process.kill(pid, 'SIGSTOP');
+    try {
+      const started = Date.now();
+      const now = await scrape(ingest.url);
+      const took = Date.now() - started;
+      assert.ok(took < 2500, `scrape took ${took} ms with Redis hung`);
+      assert.equal(now.get('inlet_redis_up'), 0);
+      assert.equal(deliveries(now, 'accepted'), 3);
+      assert.equal(now.has('inlet_queue_jobs'), false);
+    } finally {
+      process.kill(pid, 'SIGCONT');
+    }
+    await waitUntilReady(ingest.url);
+    assert.equal((await scrape(ingest.url)).get('inlet_redis_up'), 1);
+  });
+
   it('counts 503s while Redis is down, and still answers a scrape at once', async () => {
     const before = await scrape(ingest.url);
     await redis.stop();
