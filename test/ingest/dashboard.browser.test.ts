@@ -105,5 +105,12 @@ describe('queue dashboard in a real browser', { skip }, () => {
     // …and shows up among the completed ones.
     await page.goto(`${origin}/admin/queues/queue/${QUEUE_NAME}?status=completed`);
     await page.getByRole('link', { name: failed.webhookId }).waitFor();
+
+    // Logging out (the user menu) ends the session: the dashboard asks for the token again.
+    await page.locator('button:has(svg[class*="user"])').first().click();
+    await page.getByText('Log out', { exact: true }).click();
+    await page.waitForURL(`${origin}/admin/login`);
+    await page.goto(`${origin}/admin/queues`);
+    assert.match(page.url(), /\/admin\/login\?next=/);
   });
 });
