@@ -1,0 +1,78 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { dirname, join, relative } from 'node:path';
+import { describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { ConfigError } from '../../src/core/config.js';
+import { loadProcessors } from '../../src/workers/load-processors.js';
+
+const fixtures = join(dirname(fileURLToPath(import.meta.url)), 'fixtures');
+const root = join(fixtures, '..', '..', '..');
+
+async function failure(specs: string[]): Promise<string> {
+  try {
+    await loadProcessors(specs, fixtures);
+  } catch (error) {
+    assert.ok(error instanceof ConfigError, `a ConfigError, not ${(error as Error).name}`);
+    assert.ok(!error.message.includes('\n'), 'one line');
+    return error.message;
+  }
+  throw new Error('loaded');
+}
+
+describe('loadProcessors', () => {
+  it('loads files relative to cwd, absolute paths and TypeScript processors (under tsx)', async () => {
+    const processors = await loadProcessors(
+      ['./plain.mjs', join(fixtures, 'record-a.ts'), 'record-b.ts'],
+      fixtures,
+    );
+    assert.deepEqual(
+      processors.map((p) => p.name),
+      ['plain', 'record-a', 'record-b'],
+    );
+    assert.deepEqual(processors[1]?.statuses, ['succeeded', 'failed', 'canceled', 'aborted']);
+  });
+
+  it('loads packages by name', async () => {
+    // Any installed package with a default-exported object stands in for a processor package;
+    // it fails the shape check, which proves it was found and imported.
+    assert.match(await failure(['pino']), /"pino" (has no `name`|has no default export)/);
+  });
+
+  it('says in one line what is wrong with each bad spec', async () => {
+    assert.match(
+      await failure(['./nope.js']),
+      /cannot find "\.\/nope\.js" \(looked for .*nope\.js\)/,
+    );
+    assert.match(await failure(['inlet-no-such-package']), /cannot find "inlet-no-such-package"/);
+    assert.match(await failure(['./no-name.mjs']), /"\.\/no-name\.mjs" has no `name`/);
+    assert.match(await failure(['./no-handle.mjs']), /\(no-handle\) has no `handle` function/);
+    assert.match(await failure(['./bad-status.mjs']), /unknown status "done"/);
+    assert.match(
+      await failure(['./throws-on-load.mjs']),
+      /failed to load: DATABASE_URL is not set/,
+    );
+    assert.match(
+      await failure(['./record-a.ts', './duplicate-a.mjs']),
+      /"\.\/duplicate-a\.mjs" and "\.\/record-a\.ts" are both named "record-a"/,
+    );
+  });
+
+  it('makes `inlet worker` exit non-zero with that line and no stack trace', () => {
+    const result = spawnSync(process.execPath, ['dist/cli/main.js', 'worker'], {
+      cwd: root,
+      env: {
+        ...process.env,
+        REDIS_URL: 'redis://127.0.0.1:1',
+        INLET_PROCESSORS: relative(root, join(fixtures, 'no-handle.mjs')),
+      },
+      encoding: 'utf8',
+      timeout: 30_000,
+    });
+    assert.equal(result.status, 2);
+    assert.equal(
+      result.stderr,
+      'inlet: INLET_PROCESSORS: "test/workers/fixtures/no-handle.mjs" (no-handle) has no `handle` function\n',
+    );
+  });
+});
