@@ -64,7 +64,7 @@ export class DeliveryDispatcher {
     if (this.stopping) return this.handBack(job, token, log, 'worker stopping');
 
     const wanted = this.options.processors
-      .filter((p) => wantsStatus(p, delivery.status as never))
+      .filter((p) => wantsStatus(p, delivery.status))
       .map((p) => p.name);
     const lockToken = `${token}:${randomBytes(6).toString('hex')}`;
     const begun = await this.options.ledger.begin(delivery, lockToken, wanted);

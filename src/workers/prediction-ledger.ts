@@ -1,4 +1,5 @@
 import type { ChainableCommander, Redis } from 'ioredis';
+import type { PredictionStatus } from '../core/prediction.js';
 import { recordProcessorRun, recordWorkerEvent, type WorkerEvent } from '../core/worker-figures.js';
 import {
   BEGIN_DELIVERY,
@@ -31,7 +32,7 @@ export const ledgerKeys = {
 export interface DeliveryRef {
   webhookId: string;
   predictionId: string;
-  status: string;
+  status: PredictionStatus;
   /** True for `succeeded`, `failed`, `canceled`, `aborted`: processors run once per prediction. */
   terminal: boolean;
 }
