@@ -32,7 +32,9 @@ export interface EndToEndResult {
   max: number;
   /** Deliveries answered 202 whose processor never started within the wait. */
   missing: number;
-  /** Answers other than 202, and request errors. */
+  /** 503 answers: the ingest shedding load it cannot store in time, as the contract says. */
+  unavailable: number;
+  /** Answers other than 202 and 503, and request errors. */
   failures: number;
   /** Send → 202, milliseconds, as the sender saw it. */
   ackP99: number;
@@ -45,7 +47,7 @@ export interface EndToEndResult {
  * start time.
  */
 export async function runEndToEnd(settings: EndToEndSettings): Promise<EndToEndResult> {
-  const startsFile = join(settings.workDir, 'processor-starts.txt');
+  const startsFile = join(settings.workDir, `processor-starts-${settings.rate}.txt`);
   await settings.redis.flushall();
   const queue = deliveriesQueue(settings.redis);
   const workers: BenchProcess[] = Array.from({ length: settings.processes }, (_, i) =>
@@ -69,6 +71,7 @@ export async function runEndToEnd(settings: EndToEndSettings): Promise<EndToEndR
       p99: percentile(latencies, 0.99),
       max: latencies.at(-1) ?? Number.NaN,
       missing: sent.acked.size - latencies.length,
+      unavailable: sent.unavailable,
       failures: sent.failures,
       ackP99: percentile(
         sent.ackLatencies.sort((a, b) => a - b),
@@ -76,7 +79,7 @@ export async function runEndToEnd(settings: EndToEndSettings): Promise<EndToEndR
       ),
     };
     settings.log(
-      `end-to-end at ${settings.rate}/s: p50 ${result.p50.toFixed(1)} ms, p99 ${result.p99.toFixed(1)} ms (${result.measured} deliveries, ${result.missing} missing, ${result.failures} failed)`,
+      `end-to-end at ${settings.rate}/s: p50 ${result.p50.toFixed(1)} ms, p99 ${result.p99.toFixed(1)} ms (${result.measured} deliveries, ${result.missing} missing, ${result.unavailable} answered 503, ${result.failures} failed)`,
     );
     return result;
   } finally {
@@ -87,6 +90,7 @@ export async function runEndToEnd(settings: EndToEndSettings): Promise<EndToEndR
 
 interface Sent {
   count: number;
+  unavailable: number;
   failures: number;
   /** webhook-id → wall-clock ms its 202 arrived. */
   acked: Map<string, number>;
@@ -100,7 +104,7 @@ async function sendPaced(settings: EndToEndSettings): Promise<Sent> {
   pool.refill(total);
   const agent = new Agent({ keepAlive: true, maxSockets: 64 });
   const url = new URL('/webhooks/replicate', settings.ingestUrl);
-  const sent: Sent = { count: 0, failures: 0, acked: new Map(), ackLatencies: [] };
+  const sent: Sent = { count: 0, unavailable: 0, failures: 0, acked: new Map(), ackLatencies: [] };
   let settled = 0;
   let finish: () => void = () => undefined;
   const allSettled = new Promise<void>((resolve) => {
@@ -120,6 +124,8 @@ async function sendPaced(settings: EndToEndSettings): Promise<Sent> {
         if (res.statusCode === 202) {
           sent.acked.set(delivery.webhookId, at);
           sent.ackLatencies.push(at - startedAt);
+        } else if (res.statusCode === 503) {
+          sent.unavailable += 1;
         } else {
           sent.failures += 1;
         }
@@ -149,12 +155,17 @@ async function sendPaced(settings: EndToEndSettings): Promise<Sent> {
   return sent;
 }
 
-/** Reads the processor's start records until `expected` are there or 15 s pass. */
+/**
+ * Reads the processor's start records until `expected` are there. A backlog (workers slower than
+ * the rate) is waited for as long as it shrinks; 10 s without a new start ends the wait.
+ */
 async function waitForStarts(file: string, expected: number): Promise<Map<string, number>> {
-  const deadline = Date.now() + 15_000;
   let starts = new Map<string, number>();
-  while (Date.now() < deadline) {
-    starts = readStarts(file);
+  let progressAt = Date.now();
+  while (Date.now() - progressAt < 10_000) {
+    const seen = readStarts(file);
+    if (seen.size > starts.size) progressAt = Date.now();
+    starts = seen;
     if (starts.size >= expected) break;
     await new Promise((resolve) => setTimeout(resolve, 200));
   }

@@ -17,7 +17,7 @@ export interface RoundsSettings {
   warmupSeconds: number;
   connections: number;
   secret: string;
-  /** The bench's Redis, emptied before each inlet round so that every round starts alike. */
+  /** The bench's Redis, emptied before each round so that every round starts alike. */
   redis: Redis;
   redisPid: number;
   log: (line: string) => void;
@@ -54,7 +54,7 @@ export async function runIngestRounds(
   const round = async (target: Target, seconds: number): Promise<IngestRound> => {
     const rate = Math.max(lastRate.get(target.name) ?? 0, FIRST_GUESS_PER_SECOND);
     pool.refill(Math.ceil(rate * seconds * 1.5) + settings.connections);
-    if (target.name === 'inlet') await settings.redis.flushall();
+    await settings.redis.flushall();
     const meter = new CpuMeter({
       server: target.pid,
       redis: settings.redisPid,

@@ -26,7 +26,9 @@ const USAGE = `usage: npm run bench -- [--smoke] [--no-pin] [--profile] [--keep]
   --profile    run the ingest under --cpu-prof and print where its time went
   --keep       keep the work folder (logs, profiles)
   --workers N  worker processes per worker round and for end-to-end (default 1)
-  --out FILE   where to write the markdown (default bench/results.md)`;
+  --out FILE   where to write the markdown (default bench/results.md)
+  --only LIST  run only some parts: ingest,workers,e2e (default all)
+  --seconds N, --pairs N  override the round length and the number of round pairs`;
 
 const { values: flags } = parseArgs({
   options: {
@@ -36,6 +38,9 @@ const { values: flags } = parseArgs({
     keep: { type: 'boolean', default: false },
     workers: { type: 'string', default: '1' },
     out: { type: 'string' },
+    only: { type: 'string', default: 'ingest,workers,e2e' },
+    seconds: { type: 'string' },
+    pairs: { type: 'string' },
     help: { type: 'boolean', default: false },
   },
 });
@@ -48,17 +53,26 @@ const smoke = flags.smoke;
 const pin = !flags['no-pin'] && canPin();
 const mode = smoke
   ? { pairs: 1, seconds: 3, warmupSeconds: 1, workerPairs: 1, jobs: 2_000, e2eSeconds: 3 }
-  : { pairs: 3, seconds: 10, warmupSeconds: 3, workerPairs: 2, jobs: 20_000, e2eSeconds: 20 };
+  : { pairs: 3, seconds: 10, warmupSeconds: 3, workerPairs: 2, jobs: 10_000, e2eSeconds: 10 };
+if (flags.seconds) mode.seconds = Number(flags.seconds);
+if (flags.pairs) mode.pairs = mode.workerPairs = Number(flags.pairs);
 const CONNECTIONS = 50;
 const WORKER_CONCURRENCY = 10;
-const E2E_RATE = 1_000;
+/** The target's rate, and a light one that shows the latency of an unsaturated pipeline. */
+const E2E_RATES = [1_000, 100];
 const workerProcesses = Math.max(1, Number(flags.workers) || 1);
+const parts = new Set(flags.only.split(','));
 
 const startedAt = new Date();
 const log = (line: string) => process.stdout.write(`bench: ${line}\n`);
 const work = mkdtempSync(join(tmpdir(), 'inlet-bench-'));
-/** inlet's processes (and the baseline) on CPU 1; Redis and the load generator on CPU 0. */
-const cpus = (role: 'generator' | 'server') => (pin ? (role === 'server' ? '1' : '0') : undefined);
+/**
+ * Pinned: the server under test (ingest or baseline) and the workers on CPU 1, Redis and the load
+ * generator on CPU 0. End-to-end, the worker may run on either core. Children must be given a
+ * CPU list, or they inherit the bench's own (CPU 0).
+ */
+const CPU_LISTS = { generator: '0', server: '1', any: '0,1' } as const;
+const cpus = (role: keyof typeof CPU_LISTS) => (pin ? CPU_LISTS[role] : undefined);
 const children: Array<BenchProcess | BenchRedis> = [];
 let broken = false;
 
@@ -107,22 +121,24 @@ try {
   await waitForHttp(`${ingestUrl}/healthz`, ingest);
   log(`redis, baseline and ingest up; pinning ${pin ? 'on' : 'off'}; logs in ${work}`);
 
-  const ingestRounds: IngestRound[] = await runIngestRounds(
-    [
-      { name: 'baseline', baseUrl: baselineUrl, pid: baseline.pid },
-      { name: 'inlet', baseUrl: ingestUrl, pid: ingest.pid },
-    ],
-    {
-      pairs: mode.pairs,
-      seconds: mode.seconds,
-      warmupSeconds: mode.warmupSeconds,
-      connections: CONNECTIONS,
-      secret,
-      redis: client,
-      redisPid: redis.process.pid,
-      log,
-    },
-  );
+  const ingestRounds: IngestRound[] = !parts.has('ingest')
+    ? []
+    : await runIngestRounds(
+        [
+          { name: 'baseline', baseUrl: baselineUrl, pid: baseline.pid },
+          { name: 'inlet', baseUrl: ingestUrl, pid: ingest.pid },
+        ],
+        {
+          pairs: mode.pairs,
+          seconds: mode.seconds,
+          warmupSeconds: mode.warmupSeconds,
+          connections: CONNECTIONS,
+          secret,
+          redis: client,
+          redisPid: redis.process.pid,
+          log,
+        },
+      );
   broken ||= ingestRounds.some(
     (r) => r.result.non2xx + r.result.errors + r.result.timeouts > 0 || r.result.total === 0,
   );
@@ -132,8 +148,9 @@ try {
     () => 'unreachable',
   );
 
-  let workers: WorkerRound[] | string = 'inlet worker not built yet';
-  let endToEnd: EndToEndResult | string = 'inlet worker not built yet';
+  const skipped = workerCommandExists() ? 'not run (--only)' : '`inlet worker` not built yet';
+  let workers: WorkerRound[] | string = skipped;
+  let endToEnd: EndToEndResult[] | string = skipped;
   const workerSettings = {
     redis: client,
     redisUrl: redis.url,
@@ -143,26 +160,34 @@ try {
     workDir: work,
     log,
   };
-  if (workerCommandExists()) {
+  const workersBuilt = workerCommandExists();
+  if (workersBuilt && parts.has('workers')) {
     workers = await runWorkerRounds({
       ...workerSettings,
       jobs: mode.jobs,
       pairs: mode.workerPairs,
     });
     broken ||= workers.some((r) => r.failed > 0);
-    endToEnd = await runEndToEnd({
-      ...workerSettings,
-      ingestUrl,
-      secret,
-      rate: E2E_RATE,
-      seconds: mode.e2eSeconds,
-    });
-    broken ||= endToEnd.failures > 0 || endToEnd.missing > 0;
-  } else {
-    log('`inlet worker` is not available: worker and end-to-end figures skipped');
   }
+  if (workersBuilt && parts.has('e2e')) {
+    endToEnd = [];
+    for (const rate of E2E_RATES) {
+      const result = await runEndToEnd({
+        ...workerSettings,
+        cpus: cpus('any'),
+        ingestUrl,
+        secret,
+        rate,
+        seconds: mode.e2eSeconds,
+      });
+      endToEnd.push(result);
+      broken ||= result.failures > 0 || result.missing > 0;
+    }
+  }
+  if (!workersBuilt) log('`inlet worker` is not available: worker and end-to-end figures skipped');
 
   const ingestPeakRssBytes = ingest.peakRss();
+  const baselinePeakRssBytes = baseline.peakRss();
   client.disconnect();
   for (const child of children.reverse()) {
     await (child instanceof BenchRedis ? child.destroy() : child.stop());
@@ -172,7 +197,7 @@ try {
   const markdown = renderResults({
     smoke,
     pinning: pin
-      ? 'ingest, baseline and workers on CPU 1; Redis and the load generator on CPU 0 (taskset)'
+      ? 'ingest, baseline and (worker rounds) workers on CPU 1; Redis and the load generator on CPU 0; end-to-end, the worker on either core (taskset)'
       : 'none (the scheduler places every process)',
     roundSeconds: mode.seconds,
     connections: CONNECTIONS,
@@ -181,6 +206,7 @@ try {
     workerSetup: `${workerProcesses} process(es) of each kind, concurrency ${WORKER_CONCURRENCY}, LOG_LEVEL=info, ${mode.jobs} jobs per round; inlet with a no-op processor (ledger and all), raw BullMQ with a no-op function`,
     endToEnd,
     ingestPeakRssBytes,
+    baselinePeakRssBytes,
     metrics,
     startedAt,
     seconds: (Date.now() - startedAt.getTime()) / 1000,
