@@ -28,10 +28,10 @@ export interface PlannedDelivery {
 
 export interface PlanOptions {
   statuses: StatusChoice[];
-  /** How many predictions. */
+  /** How many predictions, when their ids are not given. */
   count: number;
-  /** The id of the (single) prediction; new random ids otherwise. */
-  predictionId?: string;
+  /** The predictions' ids, one prediction each; `count` new random ids otherwise. */
+  predictionIds?: string[];
   /** Extra times each delivery is sent with the same `webhook-id`. */
   duplicates: number;
   /** The URL the predictions were "created" with, echoed in their `webhook` field. */
@@ -44,8 +44,8 @@ export interface PlanOptions {
  */
 export function planDeliveries(options: PlanOptions): PlannedDelivery[][] {
   const sequences: PlannedDelivery[][] = [];
-  for (let index = 0; index < options.count; index++) {
-    const predictionId = options.predictionId ?? newPredictionId();
+  const ids = options.predictionIds ?? Array.from({ length: options.count }, newPredictionId);
+  for (const [index, predictionId] of ids.entries()) {
     const createdAt = new Date(Date.now() - 4_000);
     const sequence: PlannedDelivery[] = [];
     for (const status of expandStatuses(options.statuses, index)) {
@@ -111,4 +111,16 @@ export function parseStatuses(text: string): StatusChoice[] {
   }
   if (items.includes('all') && items.length > 1) throw new Error('"all" stands alone');
   return items as StatusChoice[];
+}
+
+/** Parses `--prediction`: one or more prediction ids, comma-separated. */
+export function parsePredictionIds(text: string): string[] {
+  const ids = text.split(',').map((id) => id.trim());
+  const bad = ids.find((id) => !/^[A-Za-z0-9_.:-]{1,200}$/.test(id));
+  if (bad !== undefined) {
+    throw new Error(
+      `"${bad}" is not a prediction id: expected letters, digits, _ . : - (up to 200)`,
+    );
+  }
+  return ids;
 }

@@ -4,7 +4,13 @@ import { decodeSecret, type SigningKey } from '../ingest/signature.js';
 import { readDevSecret } from './dev-secret.js';
 import { asArgument, httpUrl, wholeNumber } from './option-values.js';
 import { postDeliveries, type SendResult } from './post-deliveries.js';
-import { parseStatuses, planDeliveries, type StatusChoice, shuffled } from './send-plan.js';
+import {
+  parsePredictionIds,
+  parseStatuses,
+  planDeliveries,
+  type StatusChoice,
+  shuffled,
+} from './send-plan.js';
 
 /** Where `inlet ingest` and `inlet dev` listen by default. */
 export const DEFAULT_WEBHOOK_URL = 'http://127.0.0.1:3000/webhooks/replicate';
@@ -13,7 +19,7 @@ interface SendFlags {
   url: string;
   status: StatusChoice[];
   count: number;
-  prediction?: string;
+  prediction?: string[];
   duplicate?: number | true;
   shuffle?: boolean;
   concurrency: number;
@@ -36,7 +42,11 @@ export function sendCommand(): Command {
         .default(parseStatuses('starting,processing,succeeded'), 'starting,processing,succeeded'),
     )
     .option('--count <n>', 'how many predictions', wholeNumber(1, 100_000), 1)
-    .option('--prediction <id>', 'the prediction id to use (one prediction; default: a new id)')
+    .option(
+      '--prediction <ids>',
+      'prediction ids to use, comma-separated, instead of --count new ones',
+      asArgument(parsePredictionIds),
+    )
     .option(
       '--duplicate [times]',
       'send each delivery again with the same webhook-id, as Replicate retries (default once)',
@@ -62,20 +72,19 @@ Exits 1 when any delivery is rejected or cannot be sent.
 Examples:
   inlet send                                       one prediction: starting, processing, succeeded
   inlet send --status succeeded --prediction abc   one terminal delivery for prediction abc
+  inlet send --prediction abc,def --status processing,succeeded
   inlet send --count 50 --status all --duplicate   150 deliveries, every status, each sent twice`,
     )
-    .action(async (flags: SendFlags) => {
-      if (flags.prediction !== undefined && flags.count > 1) {
-        throw new ConfigError(
-          '--prediction names one prediction: leave out --count or set it to 1',
-        );
+    .action(async (flags: SendFlags, command: Command) => {
+      if (flags.prediction !== undefined && command.getOptionValueSource('count') === 'cli') {
+        throw new ConfigError('--prediction names the predictions: leave out --count');
       }
       const keys = flags.unsigned ? [] : signingKeys(flags.secret);
       const duplicates = flags.duplicate === true ? 1 : (flags.duplicate ?? 0);
       const planned = planDeliveries({
         statuses: flags.status,
         count: flags.count,
-        predictionId: flags.prediction,
+        predictionIds: flags.prediction,
         duplicates,
         url: flags.url,
       });
@@ -87,7 +96,7 @@ Examples:
         concurrency: flags.concurrency,
         onResult: flags.json ? printJson : undefined,
       });
-      const summary = summarize(results, flags.count, flags.url, Date.now() - started);
+      const summary = summarize(results, planned.length, flags.url, Date.now() - started);
       (flags.json ? process.stderr : process.stdout).write(summary.text);
       if (summary.failed) process.exitCode = 1;
     });

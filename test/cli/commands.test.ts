@@ -41,6 +41,7 @@ describe('the inlet CLI', () => {
     [['send', '--status', 'all,succeeded'], /"all" stands alone/],
     [['send', '--url', 'ftp://x'], /expected an http:\/\/ or https:\/\/ URL/],
     [['send', '--url', 'not a url'], /expected a URL like/],
+    [['send', '--prediction', 'a,,b'], /"" is not a prediction id/],
     [['send', '--duplicate', '99'], /expected a whole number from 1 to 10/],
     [['send', '--concurrency', '-1'], /unknown option '-1'|argument '-1' is invalid/],
   ];
@@ -62,12 +63,9 @@ describe('the inlet CLI', () => {
     );
   });
 
-  test('--prediction with --count above 1 is refused in one line', async () => {
+  test('--prediction with --count is refused in one line', async () => {
     const result = await runCli(['send', '--prediction', 'p', '--count', '2', '--unsigned']);
     assert.equal(result.code, 2);
-    assert.equal(
-      result.stderr,
-      'inlet: --prediction names one prediction: leave out --count or set it to 1\n',
-    );
+    assert.equal(result.stderr, 'inlet: --prediction names the predictions: leave out --count\n');
   });
 });

@@ -44,7 +44,7 @@ describe('inlet send plan', () => {
     const delivery = planDeliveries({
       statuses: ['succeeded'],
       count: 1,
-      predictionId: 'p1',
+      predictionIds: ['p1'],
       duplicates: 0,
       url: 'http://x/webhooks/replicate',
     })[0]?.[0];

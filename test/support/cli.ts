@@ -19,7 +19,7 @@ export interface CliOptions {
   /** Merged over a minimal environment (PATH and HOME only), never over the test's own. */
   env?: Record<string, string | undefined>;
   cwd?: string;
-  /** Kills the command after this long. @defaultValue `20000` */
+  /** Kills the command after this long. @defaultValue `60000` */
   timeoutMs?: number;
 }
 
@@ -40,7 +40,7 @@ export function baseEnv(extra: Record<string, string | undefined> = {}): NodeJS.
 /** Runs `inlet <args>` to completion. */
 export async function runCli(args: string[], options: CliOptions = {}): Promise<CliResult> {
   const child = spawnCli(args, options);
-  const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 20_000);
+  const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 60_000);
   const [code, signal] = (await once(child, 'exit')) as [number | null, NodeJS.Signals | null];
   clearTimeout(timer);
   return { code, signal, stdout: child.stdoutText(), stderr: child.stderrText() };
