@@ -32,3 +32,9 @@ export const backoffStrategy: BackoffStrategy = (attemptsMade, type, _error, job
   const baseMs = typeof base === 'object' && base.delay !== undefined ? base.delay : 1000;
   return backoffDelay(attemptsMade, baseMs);
 };
+
+/** Polls a busy prediction quickly at first, then at most once a second, with jitter. */
+export function busyDelay(waits: number): number {
+  const ceiling = Math.min(50 * 2 ** Math.min(Math.max(waits - 1, 0), 5), 1000);
+  return Math.round(ceiling / 2 + (Math.random() * ceiling) / 2);
+}

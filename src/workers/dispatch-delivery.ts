@@ -3,8 +3,10 @@ import { DelayedError, type Job, UnrecoverableError } from 'bullmq';
 import type { DeliveryJob } from '../core/job.js';
 import type { Logger } from '../core/logger.js';
 import { isPredictionStatus, isTerminal } from '../core/prediction.js';
+import { busyDelay } from './backoff.js';
 import type { DeliveryRef, FailedRun, PredictionLedger } from './prediction-ledger.js';
 import { type Processor, type ProcessorContext, wantsStatus } from './processor.js';
+import { type RunningDelivery, runningEntry, type StopReason } from './running-delivery.js';
 
 /** What a completed delivery job returns; the dashboard shows it as the job's result. */
 export type DeliveryResult =
@@ -12,21 +14,11 @@ export type DeliveryResult =
   | { outcome: 'already_done' }
   | { outcome: 'skipped_after_terminal'; recordedStatus: string };
 
-/** Why the processors of a running delivery are being stopped. */
-type StopReason = 'shutdown' | 'lock_lost';
-
-/** A delivery whose processors are running in this process. */
-interface RunningDelivery {
-  controller: AbortController;
-  stopReason?: StopReason;
-  /** Rejects to stop waiting for a processor that ignores its aborted signal. */
-  forced: Promise<never>;
-  force(): void;
-  wasForced: boolean;
-}
-
-class ForcedHandBack extends Error {
-  override name = 'ForcedHandBack';
+/** What one try of a delivery's processors came to. */
+interface TryOutcome {
+  ran: string[];
+  failures: Array<{ processor: string; error: Error }>;
+  failedRuns: FailedRun[];
 }
 
 export interface DispatcherOptions {
@@ -136,40 +128,16 @@ export class DeliveryDispatcher {
       log.error('the prediction lock lapsed while processors ran; stopping this try');
       this.stop(entry, 'lock_lost');
     });
-    this.running.set(job.id ?? delivery.webhookId, entry);
-    const ran: string[] = [];
-    const failures: Array<{ processor: string; error: Error }> = [];
-    const failedRuns: FailedRun[] = [];
+    const key = job.id ?? delivery.webhookId;
+    this.running.set(key, entry);
+    let outcome: TryOutcome;
     try {
-      for (const name of pending) {
-        if (entry.controller.signal.aborted) break;
-        const processor = this.byName.get(name) as Processor;
-        const ctx = this.context(job, processor, entry, log);
-        const started = performance.now();
-        try {
-          await Promise.race([
-            Promise.resolve().then(() => processor.handle(job.data.prediction, ctx)),
-            entry.forced,
-          ]);
-        } catch (error) {
-          const seconds = (performance.now() - started) / 1000;
-          failedRuns.push({ processor: name, seconds });
-          if (entry.wasForced) break;
-          failures.push({ processor: name, error: asError(error) });
-          ctx.log.warn({ err: error, ms: Math.round(seconds * 1000) }, 'processor failed');
-          continue;
-        }
-        const seconds = (performance.now() - started) / 1000;
-        const first = await this.options.ledger.markDone(delivery, name, seconds);
-        ran.push(name);
-        ctx.log.info({ ms: Math.round(seconds * 1000) }, 'processor succeeded');
-        if (!first)
-          ctx.log.error('processor ran a second time for this prediction (a lock lapsed)');
-      }
+      outcome = await this.runProcessors(job, delivery, entry, pending, log);
     } finally {
       hold.stop();
-      this.running.delete(job.id ?? delivery.webhookId);
+      this.running.delete(key);
     }
+    const { ran, failures, failedRuns } = outcome;
 
     if (entry.wasForced) {
       // The processor may still be running here: keep the prediction lock (it lapses on its own)
@@ -190,6 +158,49 @@ export class DeliveryDispatcher {
     await this.options.ledger.complete(delivery, lockToken, 'processed');
     log.info({ status: delivery.status, ran }, 'delivery processed');
     return { outcome: 'processed', ran };
+  }
+
+  /**
+   * Runs the pending processors one after another. Each success is recorded before the next
+   * starts, so a crash later in the list never makes it run again; a failure does not stop the
+   * others. Stops early when the delivery is aborted.
+   */
+  private async runProcessors(
+    job: Job<DeliveryJob>,
+    delivery: DeliveryRef,
+    entry: RunningDelivery,
+    pending: string[],
+    log: Logger,
+  ): Promise<TryOutcome> {
+    const outcome: TryOutcome = { ran: [], failures: [], failedRuns: [] };
+    for (const name of pending) {
+      if (entry.controller.signal.aborted) break;
+      const processor = this.byName.get(name) as Processor;
+      const ctx = this.context(job, processor, entry, log);
+      const started = performance.now();
+      const elapsed = () => (performance.now() - started) / 1000;
+      try {
+        await Promise.race([
+          Promise.resolve().then(() => processor.handle(job.data.prediction, ctx)),
+          entry.forced,
+        ]);
+      } catch (error) {
+        const seconds = elapsed();
+        outcome.failedRuns.push({ processor: name, seconds });
+        if (entry.wasForced) break;
+        outcome.failures.push({ processor: name, error: asError(error) });
+        const ms = Math.round(seconds * 1000);
+        if (entry.stopReason) ctx.log.info({ ms, why: entry.stopReason }, 'processor stopped');
+        else ctx.log.warn({ err: error, ms }, 'processor failed');
+        continue;
+      }
+      const seconds = elapsed();
+      const first = await this.options.ledger.markDone(delivery, name, seconds);
+      outcome.ran.push(name);
+      ctx.log.info({ ms: Math.round(seconds * 1000) }, 'processor succeeded');
+      if (!first) ctx.log.error('processor ran a second time for this prediction (a lock lapsed)');
+    }
+    return outcome;
   }
 
   private async failTry(
@@ -268,30 +279,6 @@ function deliveryRef(job: Job<DeliveryJob>): DeliveryRef {
     status: prediction.status,
     terminal: isTerminal(prediction.status),
   };
-}
-
-/** Polls a busy prediction quickly at first, then at most once a second, with jitter. */
-function busyDelay(waits: number): number {
-  const ceiling = Math.min(50 * 2 ** Math.min(Math.max(waits - 1, 0), 5), 1000);
-  return Math.round(ceiling / 2 + (Math.random() * ceiling) / 2);
-}
-
-function runningEntry(): RunningDelivery {
-  let reject: (error: Error) => void = () => undefined;
-  const forced = new Promise<never>((_, fail) => {
-    reject = fail;
-  });
-  forced.catch(() => undefined);
-  const entry: RunningDelivery = {
-    controller: new AbortController(),
-    forced,
-    wasForced: false,
-    force: () => {
-      entry.wasForced = true;
-      reject(new ForcedHandBack('handed back while the processor still ran'));
-    },
-  };
-  return entry;
 }
 
 function isUnrecoverable(error: Error): boolean {

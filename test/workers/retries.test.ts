@@ -141,8 +141,10 @@ describe('retries and dead letters', () => {
   );
 
   it('re-drives every dead letter with --all semantics', TIMEOUT, async () => {
-    const predictions = [samplePrediction('succeeded'), samplePrediction('succeeded')];
-    const ids = [await cluster.deliver(predictions[0]!), await cluster.deliver(predictions[1]!)];
+    const ids = [
+      await cluster.deliver(samplePrediction('succeeded')),
+      await cluster.deliver(samplePrediction('succeeded')),
+    ];
     await cluster.settle(ids, 'failed');
     await cluster.client.set(`${cluster.prefix}:test:fixed`, '1');
     const result = await redriveDeadLetters({ redis: cluster.client, prefix: cluster.prefix });
