@@ -86,6 +86,9 @@ async function chooseRedis(
   const configured = Boolean(process.env.REDIS_URL?.trim() || process.env.REDIS_URL_FILE);
   if (configured) {
     if (forcePrivate) throw new ConfigError('--private-redis and REDIS_URL: choose one');
+    if (!(await redisAnswers(config.REDIS_URL, 1000))) {
+      logger.warn('REDIS_URL does not answer (yet): deliveries get 503 until it does');
+    }
     return { url: config.REDIS_URL };
   }
   if (!forcePrivate && (await redisAnswers(LOCAL_REDIS))) {
