@@ -86,6 +86,12 @@ const schema = z.object({
    */
   INLET_SHUTDOWN_GRACE_MS: int(0, 3_600_000).default(7_000),
   /**
+   * How long one processor run may take unless the processor sets `timeoutMs`; past it
+   * `ctx.signal` is aborted and the run fails (and is retried). Without it, a hung processor
+   * would hold its prediction for ever. @defaultValue `600000` (10 minutes)
+   */
+  INLET_PROCESSOR_TIMEOUT_MS: int(100, 86_400_000).default(600_000),
+  /**
    * How long the per-prediction ledger remembers which terminal processors ran. At least the
    * dead-letter retention, so a re-driven delivery never re-runs them. @defaultValue that
    * retention plus one day

@@ -6,6 +6,7 @@ import { isPredictionStatus, isTerminal } from '../core/prediction.js';
 import { busyDelay } from './backoff.js';
 import type { DeliveryRef, FailedRun, PredictionLedger } from './prediction-ledger.js';
 import { type Processor, type ProcessorContext, wantsStatus } from './processor.js';
+import { runProcessor } from './run-processor.js';
 import { type RunningDelivery, runningEntry, type StopReason } from './running-delivery.js';
 
 /** What a completed delivery job returns; the dashboard shows it as the job's result. */
@@ -19,12 +20,16 @@ interface TryOutcome {
   ran: string[];
   failures: Array<{ processor: string; error: Error }>;
   failedRuns: FailedRun[];
+  /** A processor timed out and may still be running: the prediction lock must lapse, not go. */
+  abandoned: boolean;
 }
 
 export interface DispatcherOptions {
   ledger: PredictionLedger;
   processors: Processor[];
   logger: Logger;
+  /** A processor's timeout unless it sets its own (`INLET_PROCESSOR_TIMEOUT_MS`). */
+  timeoutMs: number;
 }
 
 /**
@@ -137,7 +142,7 @@ export class DeliveryDispatcher {
       hold.stop();
       this.running.delete(key);
     }
-    const { ran, failures, failedRuns } = outcome;
+    const { ran, failures, failedRuns, abandoned } = outcome;
 
     if (entry.wasForced) {
       // The processor may still be running here: keep the prediction lock (it lapses on its own)
@@ -153,7 +158,8 @@ export class DeliveryDispatcher {
       failures.push({ processor: '(lock)', error: new Error('lost its lock while running') });
     }
     if (failures.length > 0) {
-      return this.failTry(job, delivery, lockToken, failures, failedRuns, log);
+      const release = abandoned ? undefined : lockToken;
+      return this.failTry(job, delivery, release, failures, failedRuns, log);
     }
     await this.options.ledger.complete(delivery, lockToken, 'processed');
     log.info({ status: delivery.status, ran }, 'delivery processed');
@@ -172,32 +178,31 @@ export class DeliveryDispatcher {
     pending: string[],
     log: Logger,
   ): Promise<TryOutcome> {
-    const outcome: TryOutcome = { ran: [], failures: [], failedRuns: [] };
+    const outcome: TryOutcome = { ran: [], failures: [], failedRuns: [], abandoned: false };
     for (const name of pending) {
       if (entry.controller.signal.aborted) break;
       const processor = this.byName.get(name) as Processor;
-      const ctx = this.context(job, processor, entry, log);
-      const started = performance.now();
-      const elapsed = () => (performance.now() - started) / 1000;
-      try {
-        await Promise.race([
-          Promise.resolve().then(() => processor.handle(job.data.prediction, ctx)),
-          entry.forced,
-        ]);
-      } catch (error) {
-        const seconds = elapsed();
-        outcome.failedRuns.push({ processor: name, seconds });
+      const ctx = this.context(job, processor, log);
+      const result = await runProcessor(processor, job.data.prediction, ctx, {
+        signal: entry.controller.signal,
+        forced: entry.forced,
+        timeoutMs: processor.timeoutMs ?? this.options.timeoutMs,
+      });
+      const ms = Math.round(result.seconds * 1000);
+      if (!result.ok) {
+        outcome.failedRuns.push({ processor: name, seconds: result.seconds });
         if (entry.wasForced) break;
-        outcome.failures.push({ processor: name, error: asError(error) });
-        const ms = Math.round(seconds * 1000);
+        outcome.failures.push({ processor: name, error: result.error });
         if (entry.stopReason) ctx.log.info({ ms, why: entry.stopReason }, 'processor stopped');
-        else ctx.log.warn({ err: error, ms }, 'processor failed');
+        else ctx.log.warn({ err: result.error, ms }, 'processor failed');
+        // It may still be running: nothing else of this prediction may start beside it.
+        outcome.abandoned = result.abandoned;
+        if (result.abandoned) break;
         continue;
       }
-      const seconds = elapsed();
-      const first = await this.options.ledger.markDone(delivery, name, seconds);
+      const first = await this.options.ledger.markDone(delivery, name, result.seconds);
       outcome.ran.push(name);
-      ctx.log.info({ ms: Math.round(seconds * 1000) }, 'processor succeeded');
+      ctx.log.info({ ms }, 'processor succeeded');
       if (!first) ctx.log.error('processor ran a second time for this prediction (a lock lapsed)');
     }
     return outcome;
@@ -206,7 +211,7 @@ export class DeliveryDispatcher {
   private async failTry(
     job: Job<DeliveryJob>,
     delivery: DeliveryRef,
-    lockToken: string,
+    lockToken: string | undefined,
     failures: Array<{ processor: string; error: Error }>,
     failedRuns: FailedRun[],
     log: Logger,
@@ -250,14 +255,12 @@ export class DeliveryDispatcher {
   private context(
     job: Job<DeliveryJob>,
     processor: Processor,
-    entry: RunningDelivery,
     log: Logger,
-  ): ProcessorContext {
+  ): Omit<ProcessorContext, 'signal'> {
     return {
       webhookId: job.data.webhookId,
       attempt: job.attemptsMade + 1,
       log: log.child({ processor: processor.name }),
-      signal: entry.controller.signal,
       query: job.data.query ?? {},
       receivedAt: new Date(job.data.receivedAt),
     };
@@ -283,10 +286,6 @@ function deliveryRef(job: Job<DeliveryJob>): DeliveryRef {
 
 function isUnrecoverable(error: Error): boolean {
   return error instanceof UnrecoverableError || error.name === 'UnrecoverableError';
-}
-
-function asError(error: unknown): Error {
-  return error instanceof Error ? error : new Error(String(error));
 }
 
 /** The job's `failedReason`: which processors failed and why, on one line. */

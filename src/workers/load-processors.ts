@@ -84,7 +84,7 @@ function checkProcessor(spec: string, module: unknown): Processor {
   };
   if (!isObject(candidate))
     return fail('has no default export; export default defineProcessor({ … })');
-  const { name, handle, statuses } = candidate as Record<string, unknown>;
+  const { name, handle, statuses, timeoutMs } = candidate as Record<string, unknown>;
   if (typeof name !== 'string' || name.trim() === '')
     return fail('has no `name` (a non-empty string)');
   if (typeof handle !== 'function') return fail(`(${name}) has no \`handle\` function`);
@@ -96,6 +96,9 @@ function checkProcessor(spec: string, module: unknown): Processor {
     if (unknown !== undefined) {
       return fail(`(${name}): unknown status ${JSON.stringify(unknown)} in \`statuses\``);
     }
+  }
+  if (timeoutMs !== undefined && !(Number.isInteger(timeoutMs) && (timeoutMs as number) > 0)) {
+    return fail(`(${name}): \`timeoutMs\` must be a positive whole number of milliseconds`);
   }
   return candidate as unknown as Processor;
 }

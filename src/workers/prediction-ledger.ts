@@ -187,19 +187,19 @@ export class PredictionLedger {
   }
 
   /**
-   * Ends a failed try: releases the lock, keeps which processors failed with the error (read by
+   * Ends a failed try: releases the lock when `token` is given, keeps which processors failed with the error (read by
    * `inlet replay`), and counts the try as `retried` or `dead_lettered`.
    */
   async fail(
     delivery: DeliveryRef,
-    token: string,
+    token: string | undefined,
     failure: { processors: string[]; error: string; attempts: number; final: boolean },
     failedRuns: FailedRun[],
   ): Promise<void> {
     const { prefix, retentionSeconds } = this.options;
     const deliveryKey = ledgerKeys.delivery(prefix, delivery.webhookId);
     const tx = this.redis.multi() as LedgerPipeline;
-    tx.releasePredictionLock(ledgerKeys.lock(prefix, delivery.predictionId), token);
+    if (token) tx.releasePredictionLock(ledgerKeys.lock(prefix, delivery.predictionId), token);
     tx.hset(deliveryKey, {
       predictionId: delivery.predictionId,
       status: delivery.status,

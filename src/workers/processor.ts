@@ -41,6 +41,12 @@ export interface Processor<Input = Record<string, unknown>, Output = unknown> {
    */
   readonly statuses?: readonly PredictionStatus[];
   /**
+   * How long one run may take. Past it `ctx.signal` is aborted and the run counts as failed
+   * (and is retried); a run that ignores the signal is abandoned 2 s later.
+   * @defaultValue `INLET_PROCESSOR_TIMEOUT_MS` (10 minutes)
+   */
+  readonly timeoutMs?: number;
+  /**
    * Does the work. Resolving counts as success and is recorded; throwing is retried with
    * backoff, or dead-letters the delivery at once for an `UnrecoverableError`.
    */

@@ -56,7 +56,12 @@ export async function startWorker(options: WorkerStartOptions): Promise<InletWor
     lockTtlMs: config.INLET_LOCK_DURATION_MS,
     retentionSeconds,
   });
-  const dispatcher = new DeliveryDispatcher({ ledger, processors, logger });
+  const dispatcher = new DeliveryDispatcher({
+    ledger,
+    processors,
+    logger,
+    timeoutMs: config.INLET_PROCESSOR_TIMEOUT_MS,
+  });
   const worker = new Worker<DeliveryJob, DeliveryResult>(
     QUEUE_NAME,
     (job, token) => dispatcher.dispatch(job, token),

@@ -74,6 +74,51 @@ describe('startWorker in process', () => {
     assert.ok(lines.some((l) => l.msg === 'worker stopped'));
   });
 
+  it('times out a hung processor: aborts ctx.signal, fails the run, abandons one that ignores it', async () => {
+    let aborted: unknown;
+    const hangs = defineProcessor({
+      name: 'hangs',
+      statuses: ['succeeded'],
+      timeoutMs: 200,
+      handle: (_prediction, ctx) =>
+        new Promise<void>((_, reject) => {
+          ctx.signal.addEventListener('abort', () => {
+            aborted = ctx.signal.reason;
+            reject(new Error('This operation was aborted'));
+          });
+        }),
+    });
+    const deaf = defineProcessor({
+      name: 'deaf',
+      statuses: ['failed'],
+      handle: () => new Promise<void>(() => undefined), // never settles, ignores the signal
+    });
+    const config = loadConfig({
+      ...FAST,
+      INLET_ATTEMPTS: '1',
+      INLET_PROCESSOR_TIMEOUT_MS: '200',
+      REDIS_URL: redis.url,
+      INLET_PREFIX: cluster.prefix,
+    });
+    const worker = await startWorker({ config, logger, processors: [hangs, deaf] });
+    try {
+      const first = await cluster.deliver(samplePrediction('succeeded'));
+      const second = await cluster.deliver(samplePrediction('failed'));
+      await cluster.settle([first, second], 'failed');
+      assert.equal((aborted as Error).name, 'ProcessorTimeoutError');
+      assert.equal(
+        (await cluster.job(first)).failedReason,
+        'hangs: timed out after 200 ms (This operation was aborted)',
+      );
+      assert.equal(
+        (await cluster.job(second)).failedReason,
+        'deaf: timed out after 200 ms and ignored its aborted signal',
+      );
+    } finally {
+      await worker.close();
+    }
+  });
+
   it('refuses a ledger retention shorter than the dead-letter retention', async () => {
     const config = loadConfig({
       REDIS_URL: redis.url,

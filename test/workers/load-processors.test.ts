@@ -48,6 +48,7 @@ describe('loadProcessors', () => {
     assert.match(await failure(['./no-name.mjs']), /"\.\/no-name\.mjs" has no `name`/);
     assert.match(await failure(['./no-handle.mjs']), /\(no-handle\) has no `handle` function/);
     assert.match(await failure(['./bad-status.mjs']), /unknown status "done"/);
+    assert.match(await failure(['./bad-timeout.mjs']), /`timeoutMs` must be a positive whole/);
     assert.match(
       await failure(['./throws-on-load.mjs']),
       /failed to load: DATABASE_URL is not set/,
