@@ -93,6 +93,28 @@ describe('inlet dev', () => {
     assert.equal(await stopCli(second, 'SIGTERM'), 0);
   });
 
+  test('a redis-server left by a killed inlet dev is stopped before a new one uses the data', async () => {
+    const cwd = workdir();
+    const first = spawnCli(['dev', '--private-redis'], { cwd, env: { PORT: '0' } });
+    const orphan = (await first.waitForLog((l) => l.redisPid !== undefined)).redisPid as number;
+    await first.waitForLog((l) => l.msg === 'worker ready');
+    first.kill('SIGKILL');
+    await once(first, 'exit');
+    assert.ok(isAlive(orphan), 'SIGKILL left the server behind');
+    const second = spawnCli(['dev', '--private-redis'], { cwd, env: { PORT: '0' } });
+    try {
+      const fresh = (await second.waitForLog((l) => l.redisPid !== undefined)).redisPid as number;
+      assert.notEqual(fresh, orphan);
+      assert.ok(await until(() => !isAlive(orphan)), 'the leftover is gone');
+      await second.waitForLog((l) => l.msg === 'worker ready');
+      assert.equal(await stopCli(second, 'SIGTERM'), 0);
+      assert.ok(await until(() => !isAlive(fresh)));
+    } finally {
+      if (second.exitCode === null) second.kill('SIGKILL');
+      if (isAlive(orphan)) process.kill(orphan, 'SIGKILL');
+    }
+  });
+
   test('no redis-server on PATH: one line saying what to install, exit 2', async () => {
     // A PATH with node and nothing else.
     const bin = workdir();
