@@ -72,8 +72,10 @@ Exits 1 when any delivery is rejected or cannot be sent.
 Examples:
   inlet send                                       one prediction: starting, processing, succeeded
   inlet send --status succeeded --prediction abc   one terminal delivery for prediction abc
-  inlet send --prediction abc,def --status processing,succeeded
-  inlet send --count 50 --status all --duplicate   150 deliveries, every status, each sent twice`,
+  inlet send --count 50 --status all --duplicate   50 predictions through every status, each
+                                                   delivery sent twice (300 requests)
+  inlet send --prediction abc,def --status processing,succeeded --shuffle
+                                                   late and repeated deliveries for abc and def`,
     )
     .action(async (flags: SendFlags, command: Command) => {
       if (flags.prediction !== undefined && command.getOptionValueSource('count') === 'cli') {
