@@ -16,6 +16,9 @@ export interface BenchResults {
   endToEnd: EndToEndResult[] | string;
   ingestPeakRssBytes: number;
   baselinePeakRssBytes: number;
+  /** The ingest's peak after the ingest rounds, before the end-to-end overload. */
+  ingestRoundsPeakRssBytes: number;
+  redisStalls: string;
   metrics: string;
   startedAt: Date;
   seconds: number;
@@ -156,7 +159,7 @@ export function renderResults(results: BenchResults): string {
   const rssMb = results.ingestPeakRssBytes / 1e6;
   const baselineRssMb = results.baselinePeakRssBytes / 1e6;
   rows.push([
-    'peak RSS, MB',
+    'peak RSS over the whole run, MB',
     round(baselineRssMb, 1),
     round(rssMb, 1),
     round(rssMb / baselineRssMb, 2),
@@ -177,7 +180,8 @@ export function renderResults(results: BenchResults): string {
     `- machine: ${machine()}`,
     `- revision: ${revision()}; run ${results.startedAt.toISOString()}, took ${Math.round(results.seconds)} s`,
     `- pinning: ${results.pinning}`,
-    `- Redis: private redis-server ${redisVersion()}, AOF on (appendfsync everysec), emptied before each round`,
+    `- Redis: private redis-server ${redisVersion()}, AOF on (appendfsync everysec), emptied before each round; ${results.redisStalls}`,
+    `- ingest peak RSS after the ingest rounds (before end-to-end): ${round(results.ingestRoundsPeakRssBytes / 1e6, 1)} MB; the baseline runs under the tsx loader`,
     `- ingest: \`node dist/cli/main.js ingest\`, LOG_LEVEL=info to a file, metrics: ${results.metrics}`,
     `- workers: ${results.workerSetup}`,
     '',

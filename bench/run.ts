@@ -142,6 +142,7 @@ try {
   broken ||= ingestRounds.some(
     (r) => r.result.non2xx + r.result.errors + r.result.timeouts > 0 || r.result.total === 0,
   );
+  const ingestRoundsPeakRssBytes = ingest.peakRss();
   const metrics = await fetch(`${ingestUrl}/metrics`).then(
     (response) =>
       response.ok ? 'on (GET /metrics answers)' : `off (GET /metrics: ${response.status})`,
@@ -187,6 +188,7 @@ try {
   if (!workersBuilt) log('`inlet worker` is not available: worker and end-to-end figures skipped');
 
   const ingestPeakRssBytes = ingest.peakRss();
+  const redisStalls = await aofStalls(client);
   const baselinePeakRssBytes = baseline.peakRss();
   client.disconnect();
   for (const child of children.reverse()) {
@@ -207,6 +209,8 @@ try {
     endToEnd,
     ingestPeakRssBytes,
     baselinePeakRssBytes,
+    ingestRoundsPeakRssBytes,
+    redisStalls,
     metrics,
     startedAt,
     seconds: (Date.now() - startedAt.getTime()) / 1000,
@@ -232,6 +236,13 @@ if (broken) {
     'bench: FAILED: something answered non-2xx, errored or lost jobs (see above)\n',
   );
   process.exitCode = 1;
+}
+
+/** How often Redis had to delay writes because the AOF fsync lagged (a slow or busy disk). */
+async function aofStalls(redis: ReturnType<BenchRedis['client']>): Promise<string> {
+  const info = await redis.info('persistence');
+  const field = (name: string) => new RegExp(`^${name}:(\\d+)`, 'm').exec(info)?.[1] ?? '?';
+  return `aof_delayed_fsync ${field('aof_delayed_fsync')}, AOF rewrites ${field('aof_rewrites')}`;
 }
 
 function canPin(): boolean {
