@@ -34,10 +34,20 @@ function service(name: string): string {
   return match[1] as string;
 }
 
-function flowList(block: string, key: string): string[] {
-  const match = block.match(new RegExp(`^\\s+${key}: (\\[.*\\])$`, 'm'));
-  assert.ok(match, `a ${key}: [...] line`);
-  return JSON.parse(match[1] as string) as string[];
+/**
+ * A list of strings under `key` in a service block, in flow (`key: ["a"]`) or block style
+ * (`key:` then `- a` lines); double-quoted items are JSON strings.
+ */
+function yamlList(block: string, key: string): string[] {
+  const flow = block.match(new RegExp(`^\\s+${key}: (\\[.*\\])$`, 'm'));
+  if (flow) return JSON.parse(flow[1] as string) as string[];
+  const list = block.match(new RegExp(`^(\\s+)${key}:\\n((?:\\1  - .*\\n)+)`, 'm'));
+  assert.ok(list, `a ${key} list`);
+  return (list[2] as string)
+    .trimEnd()
+    .split('\n')
+    .map((line) => line.replace(/^\s+- /, ''))
+    .map((item) => (item.startsWith('"') ? (JSON.parse(item) as string) : item));
 }
 
 const entrypoint = instructions('ENTRYPOINT').at(-1) ?? [];
@@ -105,7 +115,7 @@ describe('docker-compose.yml', () => {
   test('workers scale: no container_name, no host port, a stop grace above their drain', () => {
     const worker = service('worker');
     assert.doesNotMatch(worker, /container_name|ports:/);
-    assert.deepEqual(flowList(worker, 'command'), ['worker']);
+    assert.deepEqual(yamlList(worker, 'command'), ['worker']);
     const grace = Number(worker.match(/stop_grace_period: (\d+)s/)?.[1]);
     const drainMs = Number(
       worker.match(/INLET_SHUTDOWN_GRACE_MS: \$\{INLET_SHUTDOWN_GRACE_MS:-(\d+)\}/)?.[1],
@@ -169,13 +179,13 @@ describe("the image's commands, run outside containers", () => {
     };
     assert.equal(script, 'dist/cli/main.js');
     const ingest = spawnCli(defaultCommand, { env });
-    const worker = spawnCli(flowList(service('worker'), 'command'), { env });
+    const worker = spawnCli(yamlList(service('worker'), 'command'), { env });
     try {
       await ingest.waitForLog((l) => l.msg === 'ingest listening');
       await worker.waitForLog((l) => l.msg === 'worker ready');
 
       // The compose healthcheck, verbatim but for the port.
-      const [kind, ...check] = flowList(service('ingest'), 'test');
+      const [kind, ...check] = yamlList(service('ingest'), 'test');
       assert.equal(kind, 'CMD');
       const healthcheck = check.map((arg) => arg.replace('127.0.0.1:3000', `127.0.0.1:${port}`));
       const healthy = () =>
