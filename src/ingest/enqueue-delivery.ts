@@ -1,8 +1,9 @@
 import { randomBytes } from 'node:crypto';
-import { type IRedisTransaction, Job, type Queue } from 'bullmq';
+import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Config } from '../core/config.js';
-import { DELIVERY_JOB_NAME, type DeliveryJob, deliveryJobOptions, keys } from '../core/job.js';
+import { type DeliveryJob, keys } from '../core/job.js';
+import { StoreBatch, type StoreRequest } from './store-batch.js';
 
 /** What happened to a delivery offered to the queue. */
 export type EnqueueOutcome = 'accepted' | 'duplicate';
@@ -35,26 +36,15 @@ const RELEASE_CLAIM = `
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0`;
 
-/**
- * markStored-2: marks an id stored, only if its job really exists. Runs in the same MULTI after
- * BullMQ's add: Redis does not roll a transaction back, so a failed add must not leave a mark.
- *   KEYS[1] `<prefix>:seen:<webhook-id>`   KEYS[2] the BullMQ job hash of that id
- *   ARGV[1] de-duplication window, seconds
- */
-const MARK_STORED = `
-if redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
-redis.call('SET', KEYS[1], 's', 'EX', ARGV[1])
-return 1`;
+/** Claim tokens: unique per process and claim, without a random draw per request. */
+const PROCESS_TOKEN = randomBytes(9).toString('base64url');
+let claims = 0;
 
 /** A claim outlives any store that can still succeed (1 s deadline) with a wide margin. */
 const CLAIM_TTL_MS = 10_000;
 /** How long a request waits for another request storing the same delivery. */
 const PENDING_WAIT_MS = 1_000;
 const PENDING_POLL_MS = 15;
-
-interface MarkStoredCommand {
-  markStored(seenKey: string, jobKey: string, windowSeconds: number): unknown;
-}
 
 interface DeliveryScripts {
   claimDelivery(seenKey: string, jobKey: string, token: string, ttlMs: number): Promise<string>;
@@ -65,25 +55,33 @@ interface DeliveryScripts {
  * Stores accepted deliveries exactly once per `webhook-id`, and remembers each id for the
  * de-duplication window so that a repeat is recognised even after its job was removed.
  *
- * One delivery costs two round trips: the claim, then one MULTI that adds the BullMQ job and marks
- * the id stored. A failure between them leaves only a short-lived claim, never a false
+ * One delivery costs two round trips, each shared with the deliveries that arrive alongside it:
+ * the claim (auto-pipelined), then one MULTI that adds the BullMQ job and marks the id stored
+ * (store-batch.ts). A failure between them leaves only a short-lived claim, never a false
  * `duplicate`: the id is marked stored in the same transaction that stores the job.
  */
 export class DeliveryEnqueuer {
   /** Stores in flight in this process, so that concurrent repeats wait here, not on Redis. */
   private readonly inFlight = new Map<string, Promise<EnqueueOutcome>>();
   private readonly scripts: DeliveryScripts;
+  private readonly batch: StoreBatch;
 
   constructor(
     private readonly queue: Queue<DeliveryJob>,
-    redis: Redis,
+    connections: {
+      /** Runs the claim scripts; best without BullMQ's scripts on it (see server.ts). */
+      claims: Redis;
+      /** The queue's own connection, on which the store MULTI runs. */
+      store: Redis;
+    },
     private readonly config: Config,
     private readonly deadlineMs = 1_000,
   ) {
-    redis.defineCommand('claimDelivery', { numberOfKeys: 2, lua: CLAIM_DELIVERY });
-    redis.defineCommand('releaseClaim', { numberOfKeys: 1, lua: RELEASE_CLAIM });
-    redis.defineCommand('markStored', { numberOfKeys: 2, lua: MARK_STORED });
-    this.scripts = redis as unknown as DeliveryScripts;
+    const { claims, store } = connections;
+    claims.defineCommand('claimDelivery', { numberOfKeys: 2, lua: CLAIM_DELIVERY });
+    claims.defineCommand('releaseClaim', { numberOfKeys: 1, lua: RELEASE_CLAIM });
+    this.scripts = claims as unknown as DeliveryScripts;
+    this.batch = new StoreBatch(queue, store, config);
   }
 
   /**
@@ -112,12 +110,12 @@ export class DeliveryEnqueuer {
     const seenKey = keys.seen(this.config.INLET_PREFIX, delivery.webhookId);
     const jobId = jobIdFor(delivery.webhookId);
     const jobKey = this.queue.toKey(jobId);
-    const token = `p:${randomBytes(9).toString('base64url')}`;
+    const token = `p:${PROCESS_TOKEN}:${++claims}`;
     const started = Date.now();
     for (;;) {
       const claim = await this.scripts.claimDelivery(seenKey, jobKey, token, CLAIM_TTL_MS);
       if (claim === 'duplicate') return 'duplicate';
-      if (claim === 'claimed') return this.store(delivery, { jobId, jobKey, seenKey, token });
+      if (claim === 'claimed') return this.store({ delivery, jobId, jobKey, seenKey }, token);
       // Another process is storing this id right now: wait for its answer, not past our deadline.
       if (Date.now() - started > PENDING_WAIT_MS) {
         throw new StoreUnavailableError('the same delivery is being stored by another request');
@@ -126,33 +124,13 @@ export class DeliveryEnqueuer {
     }
   }
 
-  private async store(
-    delivery: DeliveryJob,
-    ids: { jobId: string; jobKey: string; seenKey: string; token: string },
-  ): Promise<EnqueueOutcome> {
-    const { jobId, jobKey, seenKey, token } = ids;
+  private async store(request: StoreRequest, token: string): Promise<EnqueueOutcome> {
     try {
-      const client = await this.queue.backend.client;
-      // BullMQ's transaction is ioredis' MULTI underneath; its type only lists what BullMQ uses.
-      const multi = client.multi() as IRedisTransaction & MarkStoredCommand;
-      const job = new Job(
-        this.queue,
-        DELIVERY_JOB_NAME,
-        delivery,
-        deliveryJobOptions(this.config, jobId),
-        jobId,
-      );
-      // The add's own promise settles with exec(); its errors are read from exec's results.
-      job.addJob(multi).catch(() => undefined);
-      multi.markStored(seenKey, jobKey, this.config.INLET_DEDUP_WINDOW_SECONDS);
-      const results = await multi.exec();
-      const failed = results?.find(([error]) => error !== null);
-      if (!results || failed) throw failed?.[0] ?? new Error('transaction aborted');
-      if (results[1]?.[1] !== 1) throw new Error('the job was not stored');
+      await this.batch.store(request);
       return 'accepted';
     } catch (error) {
       // Give the claim back so the sender's retry can store it; if Redis is gone, it expires.
-      this.scripts.releaseClaim(seenKey, token).catch(() => undefined);
+      this.scripts.releaseClaim(request.seenKey, token).catch(() => undefined);
       throw new StoreUnavailableError(`could not store the delivery: ${(error as Error).message}`);
     }
   }

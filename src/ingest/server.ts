@@ -45,14 +45,22 @@ export async function startIngest(options: IngestOptions): Promise<IngestServer>
     );
   }
 
+  // Two connections: ioredis copies every script defined on a connection into each pipeline it
+  // builds, and BullMQ defines dozens. Claims (auto-pipelined every tick), readiness and metrics
+  // go through `redis`, which holds only inlet's scripts; BullMQ and the store MULTI get their own.
   const redis = createRedis(config.REDIS_URL, { role: 'fail-fast', name: 'inlet:ingest' });
+  const queueRedis = createRedis(config.REDIS_URL, {
+    role: 'fail-fast',
+    name: 'inlet:ingest:queue',
+  });
   reportConnection(redis, logger);
+  queueRedis.on('error', () => undefined); // reported once through `redis`, the same server
   const queue = new Queue<DeliveryJob>(QUEUE_NAME, {
-    connection: redis,
+    connection: queueRedis,
     prefix: config.INLET_PREFIX,
   });
   queue.on('error', (error) => logger.debug({ err: error }, 'queue error'));
-  const enqueuer = new DeliveryEnqueuer(queue, redis, config);
+  const enqueuer = new DeliveryEnqueuer(queue, { claims: redis, store: queueRedis }, config);
   const metrics = new IngestMetrics();
   metrics.readFrom(new QueueFigureReader(queue, redis, config.INLET_PREFIX));
 
@@ -89,7 +97,7 @@ export async function startIngest(options: IngestOptions): Promise<IngestServer>
   let closing: Promise<void> | undefined;
   const close = () => {
     closing ??= shutdown(server, queue, logger, options.drainTimeoutMs ?? 10_000).finally(() =>
-      closeRedis(redis),
+      Promise.all([closeRedis(redis), closeRedis(queueRedis)]),
     );
     return closing;
   };

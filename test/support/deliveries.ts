@@ -44,13 +44,18 @@ export function webhookId(): string {
   return `msg_${randomUUID().replaceAll('-', '')}`;
 }
 
+export type SignedHeaders = Record<
+  'content-type' | 'webhook-id' | 'webhook-timestamp' | 'webhook-signature',
+  string
+>;
+
 /** Signs a body with the reference library, as an independent sender would. */
 export function signedHeaders(
   secret: string,
   body: string,
   id = webhookId(),
   at = new Date(),
-): Record<string, string> {
+): SignedHeaders {
   const signature = new Webhook(secret).sign(id, at, body);
   return {
     'content-type': 'application/json',
