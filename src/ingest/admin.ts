@@ -1,6 +1,3 @@
-import { createBullBoard } from '@bull-board/api';
-import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
-import { KoaAdapter } from '@bull-board/koa';
 import type { Queue } from 'bullmq';
 import type Koa from 'koa';
 import type { Context } from 'koa';
@@ -12,7 +9,7 @@ import { AdminCredentials, SESSION_COOKIE, SESSION_SECONDS } from './admin-sessi
 /** Where the queue dashboard (bull-board) is served. */
 export const DASHBOARD_PATH = '/admin/queues';
 const LOGIN_PATH = '/admin/login';
-const LOGOUT_PATH = '/admin/logout';
+export const LOGOUT_PATH = '/admin/logout';
 
 export interface AdminOptions {
   queue: Queue;
@@ -37,7 +34,7 @@ export function mountAdmin(app: Koa, options: AdminOptions): void {
   }
   const credentials = new AdminCredentials(token);
   app.use(adminGate(credentials, logger));
-  app.use(dashboard(options.queue));
+  app.use(lazyDashboard(options.queue));
   // bull-board reports its own failures (e.g. Redis away) as app errors, not by throwing.
   app.on('error', (error: Error, ctx?: Context) => {
     logger.warn({ err: error.message, path: ctx?.path }, 'dashboard request failed');
@@ -45,31 +42,18 @@ export function mountAdmin(app: Koa, options: AdminOptions): void {
   logger.info({ path: DASHBOARD_PATH }, 'admin dashboard on, behind INLET_ADMIN_TOKEN');
 }
 
-function dashboard(queue: Queue): Koa.Middleware {
-  const serverAdapter = new KoaAdapter().setBasePath(DASHBOARD_PATH);
-  createBullBoard({
-    queues: [
-      new BullMQAdapter(queue, {
-        description:
-          'Replicate deliveries. Failed = dead-lettered: open one to see its error, retry it.',
-        allowRetries: true,
-      }),
-    ],
-    // @bull-board/koa 9.10.1 pins @bull-board/api 9.10.1 while the app has 9.10.2: the same
-    // interface, declared twice, which TypeScript cannot tell apart from two different ones.
-    serverAdapter: serverAdapter as unknown as BoardArguments['serverAdapter'],
-    options: {
-      uiConfig: {
-        boardTitle: 'inlet',
-        hideDocsLink: true,
-        miscLinks: [{ text: 'Log out', url: LOGOUT_PATH }],
-      },
-    },
-  });
-  return serverAdapter.registerPlugin();
+/**
+ * bull-board and its UI cost about 25 MB of memory, so they load with the first dashboard
+ * request, not with the ingest: most ingests never serve a page.
+ */
+function lazyDashboard(queue: Queue): Koa.Middleware {
+  let board: Promise<Koa.Middleware> | undefined;
+  return async (ctx, next) => {
+    if (ctx.path !== DASHBOARD_PATH && !ctx.path.startsWith(`${DASHBOARD_PATH}/`)) return next();
+    board ??= import('./admin-dashboard.js').then((module) => module.dashboard(queue));
+    return (await board)(ctx, next);
+  };
 }
-
-type BoardArguments = Parameters<typeof createBullBoard>[0];
 
 /** Login, logout, and the check every dashboard request passes before bull-board sees it. */
 function adminGate(credentials: AdminCredentials, logger: Logger): Koa.Middleware {
