@@ -21,6 +21,8 @@ export interface BenchResults {
   redisStalls: string;
   metrics: string;
   startedAt: Date;
+  /** {@link revision} as it was when the run built the code. */
+  revision: string;
   seconds: number;
 }
 
@@ -42,7 +44,8 @@ export function machine(): string {
   return `${cpus().length} × ${cpu.trim()}, Linux, Node ${process.version}`;
 }
 
-function revision(): string {
+/** The commit the run builds from, and whether src/ had uncommitted changes; read at start. */
+export function revision(): string {
   try {
     const commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], {
       encoding: 'utf8',
@@ -178,7 +181,7 @@ export function renderResults(results: BenchResults): string {
     '## Conditions',
     '',
     `- machine: ${machine()}`,
-    `- revision: ${revision()}; run ${results.startedAt.toISOString()}, took ${Math.round(results.seconds)} s`,
+    `- revision: ${results.revision}; run ${results.startedAt.toISOString()}, took ${Math.round(results.seconds)} s`,
     `- pinning: ${results.pinning}`,
     `- Redis: private redis-server ${redisVersion()}, AOF on (appendfsync everysec), emptied before each round; ${results.redisStalls}`,
     `- ingest peak RSS after the ingest rounds (before end-to-end): ${round(results.ingestRoundsPeakRssBytes / 1e6, 1)} MB; the baseline runs under the tsx loader`,

@@ -9,7 +9,7 @@ import { type IngestRound, runIngestRounds } from './ingest-rounds.js';
 import { BenchProcess, freePort, waitForHttp } from './processes.js';
 import { summariseProfiles } from './profile-summary.js';
 import { BenchRedis } from './redis.js';
-import { renderResults } from './report.js';
+import { renderResults, revision } from './report.js';
 import { runWorkerRounds, type WorkerRound } from './worker-rounds.js';
 
 /**
@@ -64,6 +64,7 @@ const workerProcesses = Math.max(1, Number(flags.workers) || 1);
 const parts = new Set(flags.only.split(','));
 
 const startedAt = new Date();
+const builtFrom = revision();
 const log = (line: string) => process.stdout.write(`bench: ${line}\n`);
 const work = mkdtempSync(join(tmpdir(), 'inlet-bench-'));
 /**
@@ -213,6 +214,7 @@ try {
     redisStalls,
     metrics,
     startedAt,
+    revision: builtFrom,
     seconds: (Date.now() - startedAt.getTime()) / 1000,
   });
   const out =
