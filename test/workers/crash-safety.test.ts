@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { redriveDeadLetters } from '../../src/workers/dead-letter.js';
 import { samplePrediction } from '../support/deliveries.js';
 import { TestRedis } from '../support/redis-server.js';
 import {
@@ -60,6 +61,32 @@ describe('crash safety', () => {
           other.lines.some((l) => String(l.msg).includes('stalled') && l.webhookId === id),
           'the takeover is logged with the webhook id',
         );
+      } finally {
+        await cluster.stop();
+      }
+    },
+  );
+
+  it(
+    'dead-letters a delivery that keeps killing its workers, and re-drives it',
+    TIMEOUT,
+    async () => {
+      const cluster = await WorkerCluster.start(redis, {
+        INLET_PROCESSORS: PROCESSORS,
+        INLET_MAX_STALLED_COUNT: '0',
+      });
+      try {
+        const { id, holder } = await slowDelivery(cluster, { sleepMs: 1500 });
+        holder.kill('SIGKILL');
+        await cluster.settle([id], 'failed', 60_000);
+        assert.match((await cluster.job(id)).failedReason, /stalled more than allowable limit/);
+        const listed = await redriveDeadLetters({ redis: cluster.client, prefix: cluster.prefix });
+        assert.equal(listed.moved, 1);
+        assert.equal(listed.deliveries[0]?.webhookId, id);
+        assert.ok(listed.deliveries[0]?.predictionId, 'the prediction is known');
+        await cluster.settle([id], 'completed', 60_000);
+        assert.equal((await cluster.runs('slow')).length, 1);
+        assert.equal((await cluster.runs('record-a', 'tries')).length, 1, 'record-a not re-run');
       } finally {
         await cluster.stop();
       }
