@@ -78,7 +78,12 @@ export class DeliveryDispatcher {
         return { outcome: 'skipped_after_terminal', recordedStatus: begun.recordedStatus };
       }
       case 'done':
-        log.info({ status: delivery.status }, 'every processor already succeeded: nothing to run');
+        if (wanted.length === 0) log.debug({ status: delivery.status }, 'no processor wants it');
+        else
+          log.info(
+            { status: delivery.status },
+            'every processor already succeeded: nothing to run',
+          );
         await this.options.ledger.complete(delivery, undefined, 'processed');
         return { outcome: 'already_done' };
       case 'busy': {
