@@ -99,6 +99,12 @@ async function chooseRedis(
     process.cwd(),
     forcePrivate ? '--private-redis was given' : 'no REDIS_URL, nothing answers on 127.0.0.1:6379,',
   );
+  if (managed.leftover !== undefined) {
+    logger.warn(
+      { leftoverPid: managed.leftover },
+      'stopped a redis-server left running by an earlier inlet dev that was killed',
+    );
+  }
   logger.info(
     { redisPid: managed.pid, port: managed.port, dir: managed.dir },
     `started a private redis-server; for other commands (inlet replay) use REDIS_URL=${managed.url}`,

@@ -29,6 +29,8 @@ export interface ManagedRedis {
   pid: number;
   /** Where its data and log live. */
   dir: string;
+  /** The pid of a server left by an earlier, killed `inlet dev` that was stopped first. */
+  leftover?: number;
   /** Shuts it down cleanly (AOF flushed), or kills it after 10 s. Safe to call twice. */
   stop(): Promise<void>;
 }
@@ -77,7 +79,7 @@ export async function startManagedRedis(
   }
   const dir = resolve(cwd, STATE_DIR, 'redis');
   mkdirSync(dir, { recursive: true });
-  await clearLeftover(dir);
+  const leftover = await clearLeftover(dir);
   const port = await freePort();
   const child = spawn(binary, redisArguments(dir, port), {
     cwd: dir,
@@ -113,7 +115,7 @@ export async function startManagedRedis(
     })();
     return stopping;
   };
-  return { url: `redis://127.0.0.1:${port}`, port, pid, dir, stop };
+  return { url: `redis://127.0.0.1:${port}`, port, pid, dir, leftover, stop };
 }
 
 function redisArguments(dir: string, port: number): string[] {
@@ -161,21 +163,24 @@ async function waitUntilReady(child: ChildProcess, port: number, dir: string): P
  * A server left by an `inlet dev` that was killed outright (SIGKILL) still holds the data
  * folder: stop it before starting another on the same AOF. A live `inlet dev` is left alone.
  */
-async function clearLeftover(dir: string): Promise<void> {
+async function clearLeftover(dir: string): Promise<number | undefined> {
   const owner = readOwner(dir);
-  if (!owner) return;
+  if (!owner) return undefined;
   if (owner.devPid !== process.pid && isAlive(owner.devPid)) {
     throw new ConfigError(
       `another inlet dev (pid ${owner.devPid}) is using ${dir}: stop it first, or run this one from another folder`,
     );
   }
+  let stopped: number | undefined;
   if (isAlive(owner.redisPid) && commandOf(owner.redisPid).includes('redis-server')) {
     process.kill(owner.redisPid, 'SIGTERM');
     for (let i = 0; i < 100 && isAlive(owner.redisPid); i++) {
       await new Promise((done) => setTimeout(done, 50));
     }
+    stopped = owner.redisPid;
   }
   rmSync(join(dir, 'owner.json'), { force: true });
+  return stopped;
 }
 
 function readOwner(dir: string): OwnerRecord | undefined {

@@ -106,6 +106,7 @@ describe('inlet dev', () => {
       const fresh = (await second.waitForLog((l) => l.redisPid !== undefined)).redisPid as number;
       assert.notEqual(fresh, orphan);
       assert.ok(await until(() => !isAlive(orphan)), 'the leftover is gone');
+      await second.waitForLog((l) => l.leftoverPid === orphan);
       await second.waitForLog((l) => l.msg === 'worker ready');
       assert.equal(await stopCli(second, 'SIGTERM'), 0);
       assert.ok(await until(() => !isAlive(fresh)));
