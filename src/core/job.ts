@@ -50,3 +50,19 @@ export const keys = {
    */
   seen: (prefix: string, webhookId: string) => `${prefix}:seen:${webhookId}`,
 };
+
+/** Ids the ingest accepts: what Standard Webhooks senders use (`msg_…`), bounded in length. */
+export const WEBHOOK_ID_PATTERN = /^[A-Za-z0-9_.~+=/-]{1,200}$/;
+
+/**
+ * The BullMQ job id of a delivery: its `webhook-id`. BullMQ refuses custom ids that are whole
+ * numbers, so those (and only those) get a `#`, which the ingest never lets into an id.
+ */
+export function jobIdFor(webhookId: string): string {
+  return /^[0-9]+$/.test(webhookId) ? `#${webhookId}` : webhookId;
+}
+
+/** The `webhook-id` a job id stands for: the inverse of {@link jobIdFor}. */
+export function webhookIdOf(jobId: string): string {
+  return jobId.startsWith('#') ? jobId.slice(1) : jobId;
+}

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Config } from '../core/config.js';
-import { type DeliveryJob, keys } from '../core/job.js';
+import { type DeliveryJob, jobIdFor, keys } from '../core/job.js';
 import { StoreBatch, type StoreRequest } from './store-batch.js';
 
 /** What happened to a delivery offered to the queue. */
@@ -135,17 +135,6 @@ export class DeliveryEnqueuer {
     }
   }
 }
-
-/**
- * The BullMQ job id of a delivery: its `webhook-id`. BullMQ refuses custom ids that are whole
- * numbers, so those (and only those) get a `#`, which the ingest never lets into an id.
- */
-export function jobIdFor(webhookId: string): string {
-  return /^[0-9]+$/.test(webhookId) ? `#${webhookId}` : webhookId;
-}
-
-/** Ids the ingest accepts: what Standard Webhooks senders use (`msg_…`), bounded in length. */
-export const WEBHOOK_ID_PATTERN = /^[A-Za-z0-9_.~+=/-]{1,200}$/;
 
 function withDeadline<T>(work: Promise<T>, ms: number): Promise<T> {
   let timer: NodeJS.Timeout | undefined;

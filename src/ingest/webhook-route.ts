@@ -1,14 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import type { Context } from 'koa';
 import getRawBody from 'raw-body';
-import type { DeliveryJob } from '../core/job.js';
+import { type DeliveryJob, WEBHOOK_ID_PATTERN } from '../core/job.js';
 import type { Logger } from '../core/logger.js';
 import { isPredictionStatus, type Prediction } from '../core/prediction.js';
-import {
-  type DeliveryEnqueuer,
-  StoreUnavailableError,
-  WEBHOOK_ID_PATTERN,
-} from './enqueue-delivery.js';
+import { type DeliveryEnqueuer, StoreUnavailableError } from './enqueue-delivery.js';
 import { type SigningKey, type VerifyFailure, verifyWebhook } from './signature.js';
 
 /** Every way a delivery can end; metrics count these, logs print them. */

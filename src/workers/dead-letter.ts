@@ -1,8 +1,7 @@
 import { Job, Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { type DeliveryJob, QUEUE_NAME } from '../core/job.js';
+import { type DeliveryJob, jobIdFor, QUEUE_NAME, webhookIdOf } from '../core/job.js';
 import { recordWorkerEvent } from '../core/worker-figures.js';
-import { jobIdFor } from '../ingest/enqueue-delivery.js';
 import { ledgerKeys } from './prediction-ledger.js';
 
 /**
@@ -151,11 +150,6 @@ async function redrive(queue: Queue<DeliveryJob>, webhookId: string): Promise<bo
   } catch {
     return false; // No longer in the failed set: retried or removed meanwhile.
   }
-}
-
-/** Job ids are webhook ids, with a `#` before all-digit ones (see `jobIdFor`). */
-function webhookIdOf(jobId: string): string {
-  return jobId.startsWith('#') ? jobId.slice(1) : jobId;
 }
 
 function predictionOf(data: string | null | undefined): string | undefined {
