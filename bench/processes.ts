@@ -70,6 +70,12 @@ export class BenchProcess {
     return match ? Number(match[1]) * 1024 : Number.NaN;
   }
 
+  /** Kills the process at once; for a bench that is itself being stopped. */
+  kill(): void {
+    this.stopping = true;
+    if (this.running) this.child.kill('SIGKILL');
+  }
+
   /** SIGTERM, then SIGKILL after `graceMs`; resolves once the process is gone. */
   async stop(graceMs = 10_000): Promise<void> {
     this.stopping = true;

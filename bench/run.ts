@@ -76,6 +76,14 @@ const CPU_LISTS = { generator: '0', server: '1', any: '0,1' } as const;
 const cpus = (role: keyof typeof CPU_LISTS) => (pin ? CPU_LISTS[role] : undefined);
 const children: Array<BenchProcess | BenchRedis> = [];
 let broken = false;
+// A bench stopped with Ctrl-C (or by a CI timeout) must not leave servers and Redis behind.
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    for (const child of children) (child instanceof BenchRedis ? child.process : child).kill();
+    if (!flags.keep) rmSync(work, { recursive: true, force: true });
+    process.exit(130);
+  });
+}
 
 try {
   if (pin)
