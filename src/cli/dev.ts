@@ -1,8 +1,8 @@
 import { Command } from 'commander';
 import { type Config, ConfigError, loadConfig } from '../core/config.js';
 import { createLogger, flushLogger, type Logger } from '../core/logger.js';
-import { type IngestServer, startIngest } from '../ingest/server.js';
-import { type InletWorker, startWorker } from '../workers/worker.js';
+import type { IngestServer } from '../ingest/server.js';
+import type { InletWorker } from '../workers/worker.js';
 import { ensureDevSecret, STATE_DIR } from './dev-secret.js';
 import { type ManagedRedis, redisAnswers, startManagedRedis } from './managed-redis.js';
 import { DEFAULT_WEBHOOK_URL } from './send.js';
@@ -46,6 +46,11 @@ Same variables as ingest and worker (INLET_PROCESSORS, PORT, …).`,
       try {
         const devConfig = { ...config, ...signingFor(config, logger), REDIS_URL: redis.url };
         if (!process.env.HOST) devConfig.HOST = '127.0.0.1';
+        // Loaded here, not at the top: the other commands start without them.
+        const [{ startIngest }, { startWorker }] = await Promise.all([
+          import('../ingest/server.js'),
+          import('../workers/worker.js'),
+        ]);
         ingest = await startIngest({
           config: devConfig,
           logger: logger.child({ service: 'ingest' }),

@@ -1,7 +1,6 @@
 import { Command } from 'commander';
 import { loadConfig } from '../core/config.js';
 import { createLogger, flushLogger } from '../core/logger.js';
-import { startIngest } from '../ingest/server.js';
 import { onShutdownSignal } from './shutdown.js';
 
 /** `inlet ingest`: the HTTP ingest server, configured from the environment. */
@@ -15,6 +14,8 @@ export function ingestCommand(): Command {
     .action(async () => {
       const config = loadConfig();
       const logger = createLogger({ level: config.LOG_LEVEL, base: { service: 'ingest' } });
+      // Loaded here, not at the top: `inlet --help` and the light commands start without it.
+      const { startIngest } = await import('../ingest/server.js');
       const ingest = await startIngest({ config, logger });
       onShutdownSignal(async (signal) => {
         logger.info({ signal }, 'shutdown requested');

@@ -3,7 +3,7 @@ import { Command } from 'commander';
 import type { Redis } from 'ioredis';
 import { ConfigError, loadConfig } from '../core/config.js';
 import { closeRedis, createRedis } from '../core/redis.js';
-import { type DeadLetter, redriveDeadLetters } from '../workers/dead-letter.js';
+import type { DeadLetter } from '../workers/dead-letter.js';
 
 /** From this many deliveries on, a terminal gets a progress bar. */
 const PROGRESS_FROM = 50;
@@ -42,6 +42,7 @@ Examples:
       try {
         await reachable(redis, config.REDIS_URL);
         const bar = progressBar();
+        const { redriveDeadLetters } = await import('../workers/dead-letter.js');
         const result = await redriveDeadLetters({
           redis,
           prefix: config.INLET_PREFIX,

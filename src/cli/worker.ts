@@ -1,7 +1,6 @@
 import { Command } from 'commander';
 import { loadConfig } from '../core/config.js';
 import { createLogger, flushLogger } from '../core/logger.js';
-import { startWorker } from '../workers/worker.js';
 import { onShutdownSignal } from './shutdown.js';
 
 /** `inlet worker`: one worker process running the configured processors. */
@@ -15,6 +14,8 @@ export function workerCommand(): Command {
     .action(async () => {
       const config = loadConfig();
       const logger = createLogger({ level: config.LOG_LEVEL, base: { service: 'worker' } });
+      // Loaded here, not at the top: `inlet --help` and the light commands start without it.
+      const { startWorker } = await import('../workers/worker.js');
       const worker = await startWorker({ config, logger });
       onShutdownSignal(async (signal) => {
         logger.info({ signal }, 'shutdown requested');
