@@ -43,6 +43,13 @@ Same variables as ingest and worker (INLET_PROCESSORS, PORT, …).`,
         if (redis.managed) logger.info('private redis-server stopped');
         flushLogger(logger);
       };
+      // Handled from here on, during start-up too: a Ctrl-C must never leave the Redis behind.
+      onShutdownSignal(async (signal) => {
+        logger.info({ signal }, 'stopping');
+        await stop();
+      });
+      // A closed terminal sends SIGHUP, which would end node and leave the Redis behind.
+      process.once('SIGHUP', () => process.kill(process.pid, 'SIGTERM'));
       try {
         const devConfig = { ...config, ...signingFor(config, logger), REDIS_URL: redis.url };
         if (!process.env.HOST) devConfig.HOST = '127.0.0.1';
@@ -68,12 +75,6 @@ Same variables as ingest and worker (INLET_PROCESSORS, PORT, …).`,
       logger.info(
         `ready: deliver to ${webhookUrl}; try \`npx inlet send${send}\` in another terminal`,
       );
-      onShutdownSignal(async (signal) => {
-        logger.info({ signal }, 'stopping');
-        await stop();
-      });
-      // A closed terminal sends SIGHUP, which would end node and leave the Redis behind.
-      process.once('SIGHUP', () => process.kill(process.pid, 'SIGTERM'));
     });
 }
 
