@@ -9,10 +9,10 @@ import {
   rmSync,
   writeFileSync,
 } from 'node:fs';
-import { createServer } from 'node:net';
 import { delimiter, join, resolve } from 'node:path';
 import { Redis } from 'ioredis';
 import { ConfigError } from '../core/config.js';
+import { freePort } from '../core/free-port.js';
 import { STATE_DIR } from './dev-secret.js';
 
 /**
@@ -239,14 +239,4 @@ export function findOnPath(name: string, path = process.env.PATH ?? ''): string 
     }
   }
   return undefined;
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const address = server.address();
-  await new Promise((done) => server.close(done));
-  if (address === null || typeof address === 'string') throw new Error('no free port');
-  return address.port;
 }
