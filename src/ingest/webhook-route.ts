@@ -66,6 +66,8 @@ class Rejection {
     readonly outcome: DeliveryOutcome,
     readonly code: string,
     readonly message: string,
+    /** The `id` the body claims, for the log line only: not verified (see claimedPredictionId). */
+    readonly claimedPredictionId?: string,
   ) {}
 }
 
@@ -96,6 +98,10 @@ export function webhookRoute(options: WebhookRouteOptions) {
       line.reason = rejection.message;
       if (!(error instanceof Rejection)) line.cause = (error as Error).message;
       line.webhookId ??= ctx.get('webhook-id') || undefined;
+      if (error instanceof Rejection && error.claimedPredictionId) {
+        line.predictionId = error.claimedPredictionId;
+        line.unverified = true;
+      }
     }
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     onDelivery?.(outcome, seconds);
@@ -130,7 +136,7 @@ async function readDelivery(ctx: Context, options: WebhookRouteOptions): Promise
     });
     if (!verified.ok) {
       const [status, outcome, message] = VERIFY_ANSWERS[verified.reason];
-      throw new Rejection(status, outcome, verified.reason, message);
+      throw new Rejection(status, outcome, verified.reason, message, claimedPredictionId(raw));
     }
     webhookId = verified.webhookId;
     timestamp = verified.timestamp;
@@ -177,6 +183,21 @@ function parsePrediction(raw: Buffer): Prediction {
     throw malformed('invalid_prediction', 'the prediction has no known status');
   }
   return body as Prediction;
+}
+
+/**
+ * The prediction id a rejected body claims, so that an operator can find a delivery that failed
+ * its signature check by prediction too. Never trusted for anything but the log line, and only
+ * looked for in bodies of up to 1 MiB, so that a flood of forged bodies costs little to parse.
+ */
+function claimedPredictionId(raw: Buffer): string | undefined {
+  if (raw.length > 1024 * 1024) return undefined;
+  try {
+    const id = (JSON.parse(raw.toString('utf8')) as { id?: unknown } | null)?.id;
+    return typeof id === 'string' && /^[A-Za-z0-9_-]{1,200}$/.test(id) ? id : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 function malformed(code: string, message: string): Rejection {

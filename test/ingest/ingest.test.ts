@@ -281,6 +281,17 @@ describe('POST /webhooks/replicate', () => {
     assert.ok(!ingest.logs.text.includes(headers['webhook-signature'].slice(3)));
     assert.ok(!ingest.logs.text.includes('top-secret-token'));
   });
+
+  it('logs a rejected delivery with its webhook id and the prediction id its body claims', async () => {
+    const prediction = samplePrediction('succeeded');
+    const body = JSON.stringify(prediction);
+    const forged = signedHeaders(makeSecret(), body);
+    assert.equal((await post(body, forged)).status, 401);
+    const line = ingest.logs.lines.find((l) => l.webhookId === forged['webhook-id']);
+    assert.equal(line?.outcome, 'invalid_signature');
+    assert.equal(line?.predictionId, prediction.id);
+    assert.equal(line?.unverified, true);
+  });
 });
 
 describe('when Redis goes away', () => {
