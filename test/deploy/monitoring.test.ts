@@ -11,6 +11,7 @@ import { type IngestServer, startIngest } from '../../src/ingest/server.js';
 import { waitUntilReady } from '../support/dashboard-stack.js';
 import { makeSecret } from '../support/deliveries.js';
 import { TestRedis } from '../support/redis-server.js';
+import { unlessInstalled } from '../support/requires-tool.js';
 
 const PROMTOOL = '/usr/bin/promtool';
 const ALERTS = 'deploy/prometheus/alerts.yml';
@@ -42,9 +43,10 @@ function withoutComments(yaml: string): string {
   return yaml.replace(/^\s*#.*$/gm, '');
 }
 
-const skipPromtool = existsSync(PROMTOOL)
-  ? false
-  : `${PROMTOOL} is not installed (apt-get install prometheus)`;
+const skipPromtool = unlessInstalled(
+  existsSync(PROMTOOL),
+  `${PROMTOOL} (apt-get install prometheus)`,
+);
 
 describe('deploy/prometheus and deploy/grafana', () => {
   it('has a valid Prometheus config and rule file', { skip: skipPromtool }, () => {

@@ -10,6 +10,7 @@ import { findOnPath } from '../../src/cli/managed-redis.js';
 import { baseEnv, ROOT, runCli, spawnCli, stopCli } from '../support/cli.js';
 import { makeSecret } from '../support/deliveries.js';
 import { freePort, TestRedis } from '../support/redis-server.js';
+import { unlessInstalled } from '../support/requires-tool.js';
 
 /**
  * The image recipe, run outside containers: the Dockerfile's build commands, its ENTRYPOINT and
@@ -128,7 +129,7 @@ describe('docker-compose.yml', () => {
   });
 
   test('docker-compose config accepts it, alone and with the Docker secrets overlay', {
-    skip: !findOnPath('docker-compose') && 'docker-compose is not installed',
+    skip: unlessInstalled(Boolean(findOnPath('docker-compose')), 'docker-compose'),
   }, async () => {
     const env = { ...process.env, COMPOSE_PROJECT_NAME: 'inlet-test' };
     await run('docker-compose', ['-f', 'docker-compose.yml', 'config', '--quiet'], {

@@ -6,6 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import { type BrowserContext, chromium, type Page } from 'playwright-core';
 import { QUEUE_NAME } from '../../src/core/job.js';
 import { DashboardStack, DEAD_LETTER_REASON } from '../support/dashboard-stack.js';
+import { unlessInstalled } from '../support/requires-tool.js';
 
 /** Debian's Chromium; `.ci/run` installs it. */
 const CHROMIUM = '/usr/bin/chromium';
@@ -21,9 +22,7 @@ const CHROMIUM_ARGS = [
   '--disable-sync',
 ];
 
-const skip = existsSync(CHROMIUM)
-  ? false
-  : `${CHROMIUM} is not installed (apt-get install chromium); the dashboard's browser test needs it`;
+const skip = unlessInstalled(existsSync(CHROMIUM), `${CHROMIUM} (apt-get install chromium)`);
 
 describe('queue dashboard in a real browser', { skip }, () => {
   let stack: DashboardStack;
