@@ -1,7 +1,5 @@
 import { Command } from 'commander';
-import { loadConfig } from '../core/config.js';
-import { createLogger, flushLogger } from '../core/logger.js';
-import { onShutdownSignal } from './shutdown.js';
+import { runService } from './run-service.js';
 
 /** `inlet ingest`: the HTTP ingest server, configured from the environment. */
 export function ingestCommand(): Command {
@@ -11,16 +9,11 @@ export function ingestCommand(): Command {
       'after',
       '\nConfigured by environment variables: REDIS_URL, REPLICATE_WEBHOOK_SECRET, PORT, HOST, …\nSee the README for the full table.',
     )
-    .action(async () => {
-      const config = loadConfig();
-      const logger = createLogger({ level: config.LOG_LEVEL, base: { service: 'ingest' } });
-      // Loaded here, not at the top: `inlet --help` and the light commands start without it.
-      const { startIngest } = await import('../ingest/server.js');
-      const ingest = await startIngest({ config, logger });
-      onShutdownSignal(async (signal) => {
-        logger.info({ signal }, 'shutdown requested');
-        await ingest.close();
-        flushLogger(logger);
-      });
-    });
+    .action(() =>
+      runService('ingest', async (config, logger) => {
+        // Loaded here, not at the top: `inlet --help` and the light commands start without it.
+        const { startIngest } = await import('../ingest/server.js');
+        return startIngest({ config, logger });
+      }),
+    );
 }

@@ -1,7 +1,5 @@
 import { Command } from 'commander';
-import { loadConfig } from '../core/config.js';
-import { createLogger, flushLogger } from '../core/logger.js';
-import { onShutdownSignal } from './shutdown.js';
+import { runService } from './run-service.js';
 
 /** `inlet worker`: one worker process running the configured processors. */
 export function workerCommand(): Command {
@@ -11,16 +9,11 @@ export function workerCommand(): Command {
       'after',
       '\nConfigured by environment variables: REDIS_URL, INLET_PROCESSORS, WORKER_CONCURRENCY,\nINLET_ATTEMPTS, INLET_BACKOFF_MS, INLET_SHUTDOWN_GRACE_MS, … See the README for the full table.\nOn SIGTERM it stops taking jobs, lets running ones finish, then hands back the rest.',
     )
-    .action(async () => {
-      const config = loadConfig();
-      const logger = createLogger({ level: config.LOG_LEVEL, base: { service: 'worker' } });
-      // Loaded here, not at the top: `inlet --help` and the light commands start without it.
-      const { startWorker } = await import('../workers/worker.js');
-      const worker = await startWorker({ config, logger });
-      onShutdownSignal(async (signal) => {
-        logger.info({ signal }, 'shutdown requested');
-        await worker.close();
-        flushLogger(logger);
-      });
-    });
+    .action(() =>
+      runService('worker', async (config, logger) => {
+        // Loaded here, not at the top: `inlet --help` and the light commands start without it.
+        const { startWorker } = await import('../workers/worker.js');
+        return startWorker({ config, logger });
+      }),
+    );
 }

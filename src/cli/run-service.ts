@@ -1,0 +1,22 @@
+import { type Config, loadConfig } from '../core/config.js';
+import { createLogger, flushLogger, type Logger } from '../core/logger.js';
+import { onShutdownSignal } from './shutdown.js';
+
+/**
+ * Runs a long-lived process (`inlet ingest`, `inlet worker`): configuration from the
+ * environment, JSON logs tagged with `service`, then `start`; on SIGTERM or SIGINT it closes
+ * what `start` returned, flushes the logs and exits 0.
+ */
+export async function runService(
+  service: string,
+  start: (config: Config, logger: Logger) => Promise<{ close(): Promise<void> }>,
+): Promise<void> {
+  const config = loadConfig();
+  const logger = createLogger({ level: config.LOG_LEVEL, base: { service } });
+  const running = await start(config, logger);
+  onShutdownSignal(async (signal) => {
+    logger.info({ signal }, 'shutdown requested');
+    await running.close();
+    flushLogger(logger);
+  });
+}
