@@ -45,8 +45,8 @@ export function deliveryJobOptions(config: Config, webhookId: string): JobsOptio
 /** Redis keys inlet owns beside BullMQ's, all under `INLET_PREFIX`. */
 export const keys = {
   /**
-   * `<prefix>:seen:<webhook-id>`: `p:<token>` while one request stores the delivery (short TTL),
-   * then `s` for the de-duplication window. See src/ingest/enqueue-delivery.ts.
+   * `<prefix>:seen:<webhook-id>`: `s` for the de-duplication window once the delivery's job is
+   * stored, set by the same script that stores it. See src/ingest/enqueue-delivery.ts.
    */
   seen: (prefix: string, webhookId: string) => `${prefix}:seen:${webhookId}`,
 };

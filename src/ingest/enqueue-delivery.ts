@@ -1,9 +1,14 @@
-import { randomBytes } from 'node:crypto';
-import type { Queue } from 'bullmq';
+import { createRequire } from 'node:module';
+import { Job, type Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Config } from '../core/config.js';
-import { type DeliveryJob, jobIdFor, keys } from '../core/job.js';
-import { StoreBatch, type StoreRequest } from './store-batch.js';
+import {
+  DELIVERY_JOB_NAME,
+  type DeliveryJob,
+  deliveryJobOptions,
+  jobIdFor,
+  keys,
+} from '../core/job.js';
 
 /** What happened to a delivery offered to the queue. */
 export type EnqueueOutcome = 'accepted' | 'duplicate';
@@ -13,136 +18,125 @@ export class StoreUnavailableError extends Error {
   override name = 'StoreUnavailableError';
 }
 
-/**
- * claimDelivery-2: decides, atomically, who stores a delivery.
- *   KEYS[1] `<prefix>:seen:<webhook-id>`   KEYS[2] the BullMQ job hash of that id
- *   ARGV[1] claim token `p:<random>`       ARGV[2] claim lifetime, ms
- * Returns `duplicate` (stored before), `pending` (another request is storing it now) or
- * `claimed` (the caller stores it; the claim expires by itself if the caller dies).
- */
-const CLAIM_DELIVERY = `
-local seen = redis.call('GET', KEYS[1])
-if seen == 's' then return 'duplicate' end
-if seen then return 'pending' end
-if redis.call('EXISTS', KEYS[2]) == 1 then return 'duplicate' end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return 'claimed'`;
+/** BullMQ's own Lua for adding a job, as its Redis backend sends it (keys: 9, then 3 ARGV). */
+interface BullmqScript {
+  name: string;
+  content: string;
+  keys: number;
+}
+// BullMQ does not export its scripts from the package main; the CommonJS build is the one
+// Node loads for `bullmq`, so this is the very script `Queue.add` runs, of the same version.
+const { addStandardJob } = createRequire(import.meta.url)(
+  'bullmq/dist/cjs/scripts/addStandardJob-9.js',
+) as { addStandardJob: BullmqScript };
 
 /**
- * releaseClaim-1: gives a claim back after a failed store, if it is still ours.
- *   KEYS[1] `<prefix>:seen:<webhook-id>`   ARGV[1] claim token
+ * storeDelivery-11: stores a delivery once per `webhook-id`, atomically, in one round trip.
+ *   KEYS[1..9]  BullMQ's addStandardJob keys (wait, paused, meta, id, completed, delayed,
+ *               active, events, marker)
+ *   KEYS[10]    `<prefix>:seen:<webhook-id>`, set to `s` for the de-duplication window
+ *   KEYS[11]    the BullMQ job hash of that id
+ *   ARGV[1..3]  BullMQ's addStandardJob arguments (packed args, job data, packed options)
+ *   ARGV[4]     the de-duplication window, seconds
+ * Returns 1 (stored now), 0 (stored before: a duplicate) or BullMQ's negative error code.
+ *
+ * BullMQ's script is wrapped, unchanged, as a local function: the check, the add and the mark are
+ * one script, so Redis runs them with nothing in between. Two requests with the same id, in one
+ * process or in two, cannot both store it, and the second is told `duplicate` only once the first
+ * has stored it. The mark is written last: an add that fails leaves no mark, so the sender's
+ * retry is never a false `duplicate`.
  */
-const RELEASE_CLAIM = `
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0`;
+const STORE_DELIVERY = `
+local function bullmqAdd(KEYS, ARGV)
+${addStandardJob.content}
+end
+if redis.call('GET', KEYS[10]) == 's' or redis.call('EXISTS', KEYS[11]) == 1 then return 0 end
+local added = bullmqAdd(
+  {KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]},
+  {ARGV[1], ARGV[2], ARGV[3]})
+if type(added) == 'number' and added < 0 then return added end
+redis.call('SET', KEYS[10], 's', 'EX', ARGV[4])
+return 1`;
 
-/** Claim tokens: unique per process and claim, without a random draw per request. */
-const PROCESS_TOKEN = randomBytes(9).toString('base64url');
-let claims = 0;
-
-/** A claim outlives any store that can still succeed (1 s deadline) with a wide margin. */
-const CLAIM_TTL_MS = 10_000;
-/** How long a request waits for another request storing the same delivery. */
-const PENDING_WAIT_MS = 1_000;
-const PENDING_POLL_MS = 15;
-
-interface DeliveryScripts {
-  claimDelivery(seenKey: string, jobKey: string, token: string, ttlMs: number): Promise<string>;
-  releaseClaim(seenKey: string, token: string): Promise<number>;
+interface StoreDeliveryCommand {
+  storeDelivery(...keysAndArgs: Array<string | Buffer | number>): Promise<number>;
 }
 
 /**
  * Stores accepted deliveries exactly once per `webhook-id`, and remembers each id for the
  * de-duplication window so that a repeat is recognised even after its job was removed.
  *
- * One delivery costs two round trips, each shared with the deliveries that arrive alongside it:
- * the claim (auto-pipelined), then one MULTI that adds the BullMQ job and marks the id stored
- * (store-batch.ts). A failure between them leaves only a short-lived claim, never a false
- * `duplicate`: the id is marked stored in the same transaction that stores the job.
+ * One delivery is one script call (storeDelivery), on an auto-pipelined connection: the calls of
+ * the requests parsed in one turn of the event loop share a single write and round trip. The
+ * job's fields are encoded by BullMQ itself (see {@link bullmqAddArguments}), so workers, the
+ * dashboard and `inlet replay` read exactly what `Queue.add` would have written.
  */
 export class DeliveryEnqueuer {
-  /** Stores in flight in this process, so that concurrent repeats wait here, not on Redis. */
-  private readonly inFlight = new Map<string, Promise<EnqueueOutcome>>();
-  private readonly scripts: DeliveryScripts;
-  private readonly batch: StoreBatch;
+  private readonly redis: Redis & StoreDeliveryCommand;
 
+  /**
+   * @param redis - a `fail-fast` connection (its command timeout is the store's deadline),
+   *   best one without BullMQ's scripts defined on it: fewer scripts to check at each call.
+   */
   constructor(
     private readonly queue: Queue<DeliveryJob>,
-    connections: {
-      /** Runs the claim scripts; best without BullMQ's scripts on it (see server.ts). */
-      claims: Redis;
-      /** The queue's own connection, on which the store MULTI runs. */
-      store: Redis;
-    },
+    redis: Redis,
     private readonly config: Config,
-    private readonly deadlineMs = 1_000,
   ) {
-    const { claims, store } = connections;
-    claims.defineCommand('claimDelivery', { numberOfKeys: 2, lua: CLAIM_DELIVERY });
-    claims.defineCommand('releaseClaim', { numberOfKeys: 1, lua: RELEASE_CLAIM });
-    this.scripts = claims as unknown as DeliveryScripts;
-    this.batch = new StoreBatch(queue, store, config);
+    redis.defineCommand('storeDelivery', {
+      numberOfKeys: addStandardJob.keys + 2,
+      lua: STORE_DELIVERY,
+    });
+    this.redis = redis as Redis & StoreDeliveryCommand;
   }
 
   /**
    * Stores `delivery` unless its `webhook-id` was stored before. Resolves only once Redis
    * confirmed the write (`accepted`) or an earlier one (`duplicate`); rejects with
-   * {@link StoreUnavailableError} when Redis cannot confirm either within the deadline.
+   * {@link StoreUnavailableError} when Redis cannot confirm either in time.
    */
   async enqueueDelivery(delivery: DeliveryJob): Promise<EnqueueOutcome> {
-    const id = delivery.webhookId;
-    const running = this.inFlight.get(id);
-    if (running) {
-      const outcome = await running.catch(() => undefined);
-      // The first request stored it: this one is a repeat. If it failed, try on our own.
-      if (outcome) return 'duplicate';
-    }
-    const attempt = withDeadline(this.claimAndStore(delivery), this.deadlineMs);
-    this.inFlight.set(id, attempt);
-    try {
-      return await attempt;
-    } finally {
-      if (this.inFlight.get(id) === attempt) this.inFlight.delete(id);
-    }
-  }
-
-  private async claimAndStore(delivery: DeliveryJob): Promise<EnqueueOutcome> {
-    const seenKey = keys.seen(this.config.INLET_PREFIX, delivery.webhookId);
     const jobId = jobIdFor(delivery.webhookId);
-    const jobKey = this.queue.toKey(jobId);
-    const token = `p:${PROCESS_TOKEN}:${++claims}`;
-    const started = Date.now();
-    for (;;) {
-      const claim = await this.scripts.claimDelivery(seenKey, jobKey, token, CLAIM_TTL_MS);
-      if (claim === 'duplicate') return 'duplicate';
-      if (claim === 'claimed') return this.store({ delivery, jobId, jobKey, seenKey }, token);
-      // Another process is storing this id right now: wait for its answer, not past our deadline.
-      if (Date.now() - started > PENDING_WAIT_MS) {
-        throw new StoreUnavailableError('the same delivery is being stored by another request');
-      }
-      await new Promise((resolve) => setTimeout(resolve, PENDING_POLL_MS));
-    }
-  }
-
-  private async store(request: StoreRequest, token: string): Promise<EnqueueOutcome> {
+    const bullmqArgs = this.bullmqAddArguments(delivery, jobId);
+    let result: number;
     try {
-      await this.batch.store(request);
-      return 'accepted';
+      result = await this.redis.storeDelivery(
+        ...bullmqArgs.slice(0, addStandardJob.keys),
+        keys.seen(this.config.INLET_PREFIX, delivery.webhookId),
+        this.queue.toKey(jobId),
+        ...bullmqArgs.slice(addStandardJob.keys),
+        this.config.INLET_DEDUP_WINDOW_SECONDS,
+      );
     } catch (error) {
-      // Give the claim back so the sender's retry can store it; if Redis is gone, it expires.
-      this.scripts.releaseClaim(request.seenKey, token).catch(() => undefined);
       throw new StoreUnavailableError(`could not store the delivery: ${(error as Error).message}`);
     }
+    if (result === 1) return 'accepted';
+    if (result === 0) return 'duplicate';
+    throw new StoreUnavailableError(`BullMQ refused the job (code ${result})`);
   }
-}
 
-function withDeadline<T>(work: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new StoreUnavailableError(`Redis did not confirm within ${ms} ms`)),
-      ms,
-    );
-  });
-  return Promise.race([work, deadline]).finally(() => clearTimeout(timer));
+  /**
+   * The keys and arguments BullMQ's `addStandardJob` script would be called with for this job,
+   * read by handing `Job.addJob` a client that records the call instead of sending it. BullMQ
+   * builds them synchronously, before its first `await`.
+   */
+  private bullmqAddArguments(delivery: DeliveryJob, jobId: string): Array<string | Buffer> {
+    let call: { name: string; args: Array<string | Buffer> } | undefined;
+    const recorder = {
+      runCommand(name: string, args: Array<string | Buffer>) {
+        call = { name, args };
+        return Promise.resolve(jobId);
+      },
+    };
+    const options = deliveryJobOptions(this.config, jobId);
+    const job = new Job(this.queue, DELIVERY_JOB_NAME, delivery, options, jobId);
+    job.addJob(recorder as never).catch(() => undefined);
+    if (!call?.name.startsWith(`${addStandardJob.name}:`)) {
+      throw new Error(`BullMQ added the job with ${call?.name ?? 'no call'}, not addStandardJob`);
+    }
+    if (call.args.length !== addStandardJob.keys + 3) {
+      throw new Error(`BullMQ's addStandardJob took ${call.args.length} arguments, not 12`);
+    }
+    return call.args;
+  }
 }

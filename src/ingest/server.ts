@@ -45,9 +45,9 @@ export async function startIngest(options: IngestOptions): Promise<IngestServer>
     );
   }
 
-  // Two connections: ioredis copies every script defined on a connection into each pipeline it
-  // builds, and BullMQ defines dozens. Claims (auto-pipelined every tick), readiness and metrics
-  // go through `redis`, which holds only inlet's scripts; BullMQ and the store MULTI get their own.
+  // Two connections: each script call checks its name against every script defined on its
+  // connection, and BullMQ defines dozens. Stores (auto-pipelined every tick), readiness and
+  // metrics go through `redis`, which holds only inlet's script; BullMQ's Queue gets its own.
   const redis = createRedis(config.REDIS_URL, { role: 'fail-fast', name: 'inlet:ingest' });
   const queueRedis = createRedis(config.REDIS_URL, {
     role: 'fail-fast',
@@ -60,7 +60,7 @@ export async function startIngest(options: IngestOptions): Promise<IngestServer>
     prefix: config.INLET_PREFIX,
   });
   queue.on('error', (error) => logger.debug({ err: error }, 'queue error'));
-  const enqueuer = new DeliveryEnqueuer(queue, { claims: redis, store: queueRedis }, config);
+  const enqueuer = new DeliveryEnqueuer(queue, redis, config);
   const metrics = new IngestMetrics();
   metrics.readFrom(new QueueFigureReader(queue, redis, config.INLET_PREFIX));
 

@@ -24,7 +24,8 @@ export class CapturedLogs {
 
 /**
  * A real ingest on a free port of 127.0.0.1, configured like a user would through the
- * environment. `env` is merged over a test default; logs are captured.
+ * environment. `env` is merged over a test default; logs are captured. Resolves once `/readyz`
+ * says Redis answers, as a load balancer would wait: before that, deliveries are answered 503.
  */
 export async function startTestIngest(
   env: Record<string, string>,
@@ -33,5 +34,9 @@ export async function startTestIngest(
   const logs = new CapturedLogs();
   const config = loadConfig({ PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'debug', ...env });
   const ingest = await startIngest({ config, logger: logs.logger, drainTimeoutMs: 2000, ...extra });
+  for (let i = 0; i < 100; i++) {
+    if ((await fetch(`${ingest.url}/readyz`)).ok) break;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
   return Object.assign(ingest, { logs, webhookUrl: `${ingest.url}/webhooks/replicate` });
 }
