@@ -23,7 +23,7 @@ const USAGE = `usage: npm run bench -- [--smoke] [--no-pin] [--profile] [--keep]
   --smoke      a few seconds a round (CI); results go to a temporary file
   --no-pin     let the scheduler place processes (default: inlet's processes on CPU 1,
                Redis and the load generator on CPU 0)
-  --profile    run the ingest under --cpu-prof and print where its time went
+  --profile    run the ingest and inlet's workers under --cpu-prof and print where time went
   --keep       keep the work folder (logs, profiles)
   --workers N  worker processes per worker round and for end-to-end (default 1)
   --out FILE   where to write the markdown (default bench/results.md)
@@ -162,6 +162,7 @@ try {
   let workers: WorkerRound[] | string = skipped;
   let endToEnd: EndToEndResult[] | string = skipped;
   const workerSettings = {
+    inletNodeArgs: profileFlags,
     redis: client,
     redisUrl: redis.url,
     concurrency: WORKER_CONCURRENCY,

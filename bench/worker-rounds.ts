@@ -26,6 +26,8 @@ export interface WorkerSettings {
   processes: number;
   cpus: string | undefined;
   workDir: string;
+  /** Node options for `inlet worker` processes only, e.g. `--cpu-prof` to profile them. */
+  inletNodeArgs?: string[];
   log: (line: string) => void;
 }
 
@@ -43,7 +45,7 @@ export const NOOP_PROCESSOR = resolve('bench/fixtures/noop-processor.mjs');
 export function startWorkerProcess(
   kind: WorkerKind,
   index: number,
-  settings: Pick<WorkerSettings, 'redisUrl' | 'concurrency' | 'cpus' | 'workDir'>,
+  settings: Pick<WorkerSettings, 'redisUrl' | 'concurrency' | 'cpus' | 'workDir' | 'inletNodeArgs'>,
   env: NodeJS.ProcessEnv = {},
 ): BenchProcess {
   const common = {
@@ -57,11 +59,16 @@ export function startWorkerProcess(
     `${kind === 'inlet' ? 'worker' : 'raw-worker'}-${index}.log`,
   );
   if (kind === 'inlet') {
-    return new BenchProcess('inlet worker', process.execPath, ['dist/cli/main.js', 'worker'], {
-      env: { ...common, INLET_PROCESSORS: NOOP_PROCESSOR },
-      logFile,
-      cpus: settings.cpus,
-    });
+    return new BenchProcess(
+      'inlet worker',
+      process.execPath,
+      [...(settings.inletNodeArgs ?? []), 'dist/cli/main.js', 'worker'],
+      {
+        env: { ...common, INLET_PROCESSORS: NOOP_PROCESSOR },
+        logFile,
+        cpus: settings.cpus,
+      },
+    );
   }
   return new BenchProcess(
     'raw BullMQ worker',
