@@ -15,9 +15,15 @@ export type DeliveryResult =
   | { outcome: 'already_done' }
   | { outcome: 'skipped_after_terminal'; recordedStatus: string };
 
+/** Prediction-lock tokens: unique per process and delivery, without a random draw per job. */
+const PROCESS_TOKEN = randomBytes(6).toString('hex');
+let lockTokens = 0;
+
 /** What one try of a delivery's processors came to. */
 interface TryOutcome {
   ran: string[];
+  /** Milliseconds each processor that succeeded took, for the delivery's log line. */
+  ms: Record<string, number>;
   failures: Array<{ processor: string; error: Error }>;
   failedRuns: FailedRun[];
   /** A processor timed out and may still be running: the prediction lock must lapse, not go. */
@@ -63,7 +69,7 @@ export class DeliveryDispatcher {
     const wanted = this.options.processors
       .filter((p) => wantsStatus(p, delivery.status))
       .map((p) => p.name);
-    const lockToken = `${token}:${randomBytes(6).toString('hex')}`;
+    const lockToken = `${token}:${PROCESS_TOKEN}:${++lockTokens}`;
     const begun = await this.options.ledger.begin(delivery, lockToken, wanted);
     switch (begun.kind) {
       case 'skip': {
@@ -133,8 +139,7 @@ export class DeliveryDispatcher {
     log: Logger,
   ): Promise<DeliveryResult> {
     const entry = runningEntry();
-    const hold = this.options.ledger.hold(delivery.predictionId, lockToken);
-    hold.lost.addEventListener('abort', () => {
+    const hold = this.options.ledger.hold(delivery.predictionId, lockToken, () => {
       log.error('the prediction lock lapsed while processors ran; stopping this try');
       this.stop(entry, 'lock_lost');
     });
@@ -147,7 +152,7 @@ export class DeliveryDispatcher {
       hold.stop();
       this.running.delete(key);
     }
-    const { ran, failures, failedRuns, abandoned } = outcome;
+    const { ran, ms, failures, failedRuns, abandoned } = outcome;
 
     if (entry.wasForced) {
       // The processor may still be running here: keep the prediction lock (it lapses on its own)
@@ -167,7 +172,8 @@ export class DeliveryDispatcher {
       return this.failTry(job, delivery, release, failures, failedRuns, log);
     }
     await this.options.ledger.complete(delivery, lockToken, 'processed');
-    log.info({ status: delivery.status, ran }, 'delivery processed');
+    // One line per delivery at info, as on the ingest; each processor's own line is at debug.
+    log.info({ status: delivery.status, ran, ms }, 'delivery processed');
     return { outcome: 'processed', ran };
   }
 
@@ -183,12 +189,12 @@ export class DeliveryDispatcher {
     pending: string[],
     log: Logger,
   ): Promise<TryOutcome> {
-    const outcome: TryOutcome = { ran: [], failures: [], failedRuns: [], abandoned: false };
+    const outcome: TryOutcome = { ran: [], ms: {}, failures: [], failedRuns: [], abandoned: false };
     for (const name of pending) {
       if (entry.controller.signal.aborted) break;
       const processor = this.byName.get(name) as Processor;
       const ctx = this.context(job, processor, log);
-      const result = await runProcessor(processor, job.data.prediction, ctx, {
+      const result = await runProcessor(processor, job.data.prediction, ctx.forRun, {
         signal: entry.controller.signal,
         forced: entry.forced,
         timeoutMs: processor.timeoutMs ?? this.options.timeoutMs,
@@ -207,7 +213,8 @@ export class DeliveryDispatcher {
       }
       const first = await this.options.ledger.markDone(delivery, name, result.seconds);
       outcome.ran.push(name);
-      ctx.log.info({ ms }, 'processor succeeded');
+      outcome.ms[name] = ms;
+      ctx.log.debug({ ms }, 'processor succeeded');
       if (!first) ctx.log.error('processor ran a second time for this prediction (a lock lapsed)');
     }
     return outcome;
@@ -257,17 +264,32 @@ export class DeliveryDispatcher {
     throw new DelayedError();
   }
 
-  private context(
-    job: Job<DeliveryJob>,
-    processor: Processor,
-    log: Logger,
-  ): Omit<ProcessorContext, 'signal'> {
+  /**
+   * A processor run's context: `forRun` builds what the processor gets around the run's signal;
+   * `log` is the same child logger. The child is made on first use: many runs never log.
+   */
+  private context(job: Job<DeliveryJob>, processor: Processor, log: Logger) {
+    let child: Logger | undefined;
+    const runLog = () => {
+      child ??= log.child({ processor: processor.name });
+      return child;
+    };
+    const { webhookId, query, receivedAt } = job.data;
+    const attempt = job.attemptsMade + 1;
     return {
-      webhookId: job.data.webhookId,
-      attempt: job.attemptsMade + 1,
-      log: log.child({ processor: processor.name }),
-      query: job.data.query ?? {},
-      receivedAt: new Date(job.data.receivedAt),
+      get log(): Logger {
+        return runLog();
+      },
+      forRun: (signal: AbortSignal): ProcessorContext => ({
+        webhookId,
+        attempt,
+        signal,
+        query: query ?? {},
+        receivedAt: new Date(receivedAt),
+        get log(): Logger {
+          return runLog();
+        },
+      }),
     };
   }
 }

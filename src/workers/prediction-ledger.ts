@@ -60,8 +60,6 @@ export interface LedgerOptions {
 
 /** A held prediction lock, renewed until {@link LockHold.stop}. */
 export interface LockHold {
-  /** Aborted when a renewal finds the lock gone: another delivery may now run processors. */
-  readonly lost: AbortSignal;
   stop(): void;
 }
 
@@ -147,16 +145,20 @@ export class PredictionLedger {
 
   /**
    * Keeps the prediction lock alive while processors run: renews it every third of its lifetime,
-   * so two renewals can fail (a Redis blip) before it lapses.
+   * so two renewals can fail (a Redis blip) before it lapses. `onLost` is called once, when a
+   * renewal finds the lock gone: another delivery may now run processors of the prediction.
    */
-  hold(predictionId: string, token: string): LockHold {
+  hold(predictionId: string, token: string, onLost: () => void): LockHold {
     const key = ledgerKeys.lock(this.options.prefix, predictionId);
-    const lost = new AbortController();
+    let lost = false;
     const timer = setInterval(
       () => {
         this.commands.renewPredictionLock(key, token, this.options.lockTtlMs).then(
           (renewed) => {
-            if (renewed === 0) lost.abort(new Error('the prediction lock expired'));
+            if (renewed !== 0 || lost) return;
+            lost = true;
+            clearInterval(timer);
+            onLost();
           },
           () => undefined, // Redis away: the next tick tries again; the lock may still lapse.
         );
@@ -164,7 +166,7 @@ export class PredictionLedger {
       Math.max(Math.floor(this.options.lockTtlMs / 3), 50),
     );
     timer.unref();
-    return { lost: lost.signal, stop: () => clearInterval(timer) };
+    return { stop: () => clearInterval(timer) };
   }
 
   /**

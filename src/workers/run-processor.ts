@@ -38,7 +38,8 @@ export class ProcessorTimeoutError extends Error {
 export async function runProcessor(
   processor: Processor,
   prediction: Prediction,
-  context: Omit<ProcessorContext, 'signal'>,
+  /** Builds the run's context around its own signal. */
+  context: (signal: AbortSignal) => ProcessorContext,
   options: RunOptions,
 ): Promise<RunResult> {
   const run = new AbortController();
@@ -53,12 +54,15 @@ export async function runProcessor(
   abandoned.catch(() => undefined);
   let wasAbandoned = false;
   let abandonTimer: NodeJS.Timeout | undefined;
-  const timeout = new ProcessorTimeoutError(`timed out after ${options.timeoutMs} ms`);
+  // Made only when it happens: an Error captures a stack, a cost every run would pay.
+  let timeout: ProcessorTimeoutError | undefined;
   const timer = setTimeout(() => {
-    run.abort(timeout);
+    const error = new ProcessorTimeoutError(`timed out after ${options.timeoutMs} ms`);
+    timeout = error;
+    run.abort(error);
     abandonTimer = setTimeout(() => {
       wasAbandoned = true;
-      abandon(new ProcessorTimeoutError(`${timeout.message} and ignored its aborted signal`));
+      abandon(new ProcessorTimeoutError(`${error.message} and ignored its aborted signal`));
     }, ABANDON_AFTER_ABORT_MS);
   }, options.timeoutMs);
 
@@ -66,9 +70,7 @@ export async function runProcessor(
   const seconds = () => (performance.now() - started) / 1000;
   try {
     await Promise.race([
-      Promise.resolve().then(() =>
-        processor.handle(prediction, { ...context, signal: run.signal }),
-      ),
+      Promise.resolve().then(() => processor.handle(prediction, context(run.signal))),
       options.forced,
       abandoned,
     ]);
@@ -76,7 +78,7 @@ export async function runProcessor(
   } catch (thrown) {
     let error = thrown instanceof Error ? thrown : new Error(String(thrown));
     // A processor that rethrows its own AbortError still failed because of the timeout.
-    if (run.signal.reason === timeout && !(error instanceof ProcessorTimeoutError)) {
+    if (timeout && run.signal.reason === timeout && !(error instanceof ProcessorTimeoutError)) {
       error = new ProcessorTimeoutError(`${timeout.message} (${error.message})`);
     }
     return { ok: false, seconds: seconds(), error, abandoned: wasAbandoned };
