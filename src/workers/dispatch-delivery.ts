@@ -157,7 +157,7 @@ export class DeliveryDispatcher {
     if (entry.wasForced) {
       // The processor may still be running here: keep the prediction lock (it lapses on its own)
       // so that no other worker starts it alongside.
-      await this.options.ledger.recordFailedRuns(failedRuns);
+      this.options.ledger.recordFailedRuns(failedRuns);
       return this.handBack(job, token, log, 'processor ignored the abort');
     }
     if (entry.stopReason === 'shutdown') {

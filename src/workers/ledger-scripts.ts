@@ -90,3 +90,13 @@ return 0`;
 export const RELEASE_PREDICTION_LOCK = `
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0`;
+
+/**
+ * finishDelivery-2: ends a delivery that has nothing left to do.
+ *   KEYS[1] `<prefix>:prediction:<id>:lock`   KEYS[2] `<prefix>:delivery:<webhook-id>`
+ *   ARGV[1] lock token, or empty when the delivery holds no lock
+ * Gives the lock back if it is still ours and forgets the delivery's progress.
+ */
+export const FINISH_DELIVERY = `
+if ARGV[1] ~= '' and redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return redis.call('DEL', KEYS[2])`;

@@ -1,8 +1,14 @@
 import type { ChainableCommander, Redis } from 'ioredis';
 import type { PredictionStatus } from '../core/prediction.js';
-import { recordProcessorRun, recordWorkerEvent, type WorkerEvent } from '../core/worker-figures.js';
+import {
+  type FigureSink,
+  recordProcessorRun,
+  recordWorkerEvent,
+  type WorkerEvent,
+} from '../core/worker-figures.js';
 import {
   BEGIN_DELIVERY,
+  FINISH_DELIVERY,
   MARK_PROCESSOR_DONE,
   RELEASE_PREDICTION_LOCK,
   RENEW_PREDICTION_LOCK,
@@ -56,6 +62,8 @@ export interface LedgerOptions {
   lockTtlMs: number;
   /** How long ledger entries outlive their last write. */
   retentionSeconds: number;
+  /** Where processor runs and delivery events are counted (a FigureTally in workers). */
+  figures: FigureSink;
 }
 
 /** A held prediction lock, renewed until {@link LockHold.stop}. */
@@ -66,12 +74,12 @@ export interface LockHold {
 interface LedgerCommands {
   beginDelivery(...args: (string | number)[]): Promise<string[]>;
   markProcessorDone(...args: (string | number)[]): Promise<number>;
+  finishDelivery(lockKey: string, deliveryKey: string, token: string): Promise<number>;
   renewPredictionLock(key: string, token: string, ttl: number): Promise<number>;
   releasePredictionLock(key: string, token: string): Promise<number>;
 }
 
 type LedgerPipeline = ChainableCommander & {
-  markProcessorDone(...args: (string | number)[]): LedgerPipeline;
   releasePredictionLock(key: string, token: string): LedgerPipeline;
 };
 
@@ -90,6 +98,7 @@ export class PredictionLedger {
   ) {
     redis.defineCommand('beginDelivery', { numberOfKeys: 3, lua: BEGIN_DELIVERY });
     redis.defineCommand('markProcessorDone', { numberOfKeys: 2, lua: MARK_PROCESSOR_DONE });
+    redis.defineCommand('finishDelivery', { numberOfKeys: 2, lua: FINISH_DELIVERY });
     redis.defineCommand('renewPredictionLock', { numberOfKeys: 1, lua: RENEW_PREDICTION_LOCK });
     redis.defineCommand('releasePredictionLock', {
       numberOfKeys: 1,
@@ -124,13 +133,12 @@ export class PredictionLedger {
   }
 
   /**
-   * Records a processor's success and its run figures in one transaction. Resolves `false` when a
-   * terminal processor's success had already been recorded for the prediction (it ran twice).
+   * Records a processor's success (and counts the run). Resolves `false` when a terminal
+   * processor's success had already been recorded for the prediction (it ran twice).
    */
   async markDone(delivery: DeliveryRef, processor: string, seconds: number): Promise<boolean> {
     const { prefix, retentionSeconds } = this.options;
-    const tx = this.redis.multi() as LedgerPipeline;
-    tx.markProcessorDone(
+    const first = await this.commands.markProcessorDone(
       ledgerKeys.prediction(prefix, delivery.predictionId),
       ledgerKeys.delivery(prefix, delivery.webhookId),
       processor,
@@ -138,9 +146,8 @@ export class PredictionLedger {
       delivery.webhookId,
       retentionSeconds,
     );
-    recordProcessorRun(tx, prefix, processor, true, seconds);
-    const results = await exec(tx);
-    return results[0] === 1;
+    recordProcessorRun(this.options.figures, prefix, processor, true, seconds);
+    return first === 1;
   }
 
   /**
@@ -180,12 +187,13 @@ export class PredictionLedger {
     failedRuns: FailedRun[] = [],
   ): Promise<void> {
     const { prefix } = this.options;
-    const tx = this.redis.multi() as LedgerPipeline;
-    if (token) tx.releasePredictionLock(ledgerKeys.lock(prefix, delivery.predictionId), token);
-    tx.del(ledgerKeys.delivery(prefix, delivery.webhookId));
-    this.addRuns(tx, failedRuns);
-    recordWorkerEvent(tx, prefix, event);
-    await exec(tx);
+    await this.commands.finishDelivery(
+      ledgerKeys.lock(prefix, delivery.predictionId),
+      ledgerKeys.delivery(prefix, delivery.webhookId),
+      token ?? '',
+    );
+    this.addRuns(failedRuns);
+    recordWorkerEvent(this.options.figures, prefix, event);
   }
 
   /**
@@ -210,30 +218,34 @@ export class PredictionLedger {
       attempts: failure.attempts,
     });
     tx.expire(deliveryKey, retentionSeconds);
-    this.addRuns(tx, failedRuns);
-    recordWorkerEvent(tx, prefix, failure.final ? 'dead_lettered' : 'retried');
     await exec(tx);
+    this.addRuns(failedRuns);
+    recordWorkerEvent(this.options.figures, prefix, failure.final ? 'dead_lettered' : 'retried');
   }
 
   /** Releases the lock of a delivery handed back to the queue, recording the runs cut short. */
   async release(delivery: DeliveryRef, token: string, failedRuns: FailedRun[]): Promise<void> {
-    const tx = this.redis.multi() as LedgerPipeline;
-    tx.releasePredictionLock(ledgerKeys.lock(this.options.prefix, delivery.predictionId), token);
-    this.addRuns(tx, failedRuns);
-    await exec(tx);
+    await this.commands.releasePredictionLock(
+      ledgerKeys.lock(this.options.prefix, delivery.predictionId),
+      token,
+    );
+    this.addRuns(failedRuns);
   }
 
-  /** Records runs that did not succeed; used alone when nothing else is written. */
-  async recordFailedRuns(failedRuns: FailedRun[]): Promise<void> {
-    if (failedRuns.length === 0) return;
-    const tx = this.redis.multi();
-    this.addRuns(tx, failedRuns);
-    await exec(tx);
+  /** Counts runs that did not succeed; used alone when nothing else is written. */
+  recordFailedRuns(failedRuns: FailedRun[]): void {
+    this.addRuns(failedRuns);
   }
 
-  private addRuns(tx: ChainableCommander, runs: FailedRun[]): void {
+  private addRuns(runs: FailedRun[]): void {
     for (const run of runs) {
-      recordProcessorRun(tx, this.options.prefix, run.processor, false, run.seconds);
+      recordProcessorRun(
+        this.options.figures,
+        this.options.prefix,
+        run.processor,
+        false,
+        run.seconds,
+      );
     }
   }
 }

@@ -4,6 +4,7 @@ import { type Config, ConfigError } from '../core/config.js';
 import { type DeliveryJob, QUEUE_NAME, webhookIdOf } from '../core/job.js';
 import type { Logger } from '../core/logger.js';
 import { closeRedis, createRedis } from '../core/redis.js';
+import { FigureTally } from '../core/worker-figures.js';
 import loggingProcessor from '../processors/logging.js';
 import { backoffStrategy } from './backoff.js';
 import { DeliveryDispatcher, type DeliveryResult } from './dispatch-delivery.js';
@@ -56,10 +57,12 @@ export async function startWorker(options: WorkerStartOptions): Promise<InletWor
   // delivery that copy was the worker's largest cost in the bench.
   const ledgerRedis = createRedis(config.REDIS_URL, { role: 'patient', name: 'inlet:ledger' });
   ledgerRedis.on('error', () => undefined); // the worker's own connection reports the outage
+  const figures = new FigureTally(ledgerRedis);
   const ledger = new PredictionLedger(ledgerRedis, {
     prefix: config.INLET_PREFIX,
     lockTtlMs: config.INLET_LOCK_DURATION_MS,
     retentionSeconds,
+    figures,
   });
   const dispatcher = new DeliveryDispatcher({
     ledger,
@@ -94,9 +97,9 @@ export async function startWorker(options: WorkerStartOptions): Promise<InletWor
 
   let closing: Promise<void> | undefined;
   const close = () => {
-    closing ??= shutdown(worker, dispatcher, config.INLET_SHUTDOWN_GRACE_MS, logger).finally(() =>
-      Promise.all([closeRedis(redis), closeRedis(ledgerRedis)]),
-    );
+    closing ??= shutdown(worker, dispatcher, config.INLET_SHUTDOWN_GRACE_MS, logger)
+      .finally(() => figures.close())
+      .finally(() => Promise.all([closeRedis(redis), closeRedis(ledgerRedis)]));
     return closing;
   };
   return { close, worker };

@@ -3,12 +3,11 @@ import { after, before, describe, it } from 'node:test';
 import { loadConfig } from '../../src/core/config.js';
 import type { Logger } from '../../src/core/logger.js';
 import type { Prediction } from '../../src/core/prediction.js';
-import { readWorkerFigures } from '../../src/core/worker-figures.js';
 import { type IngestServer, startIngest } from '../../src/ingest/server.js';
 import { ledgerKeys } from '../../src/workers/prediction-ledger.js';
 import { makeSecret, samplePrediction, signedHeaders, webhookId } from '../support/deliveries.js';
 import { TestRedis } from '../support/redis-server.js';
-import { fixture, WorkerCluster } from './fixtures/harness.js';
+import { fixture, settledFigures, WorkerCluster } from './fixtures/harness.js';
 
 describe('once per prediction, across worker processes', () => {
   let redis: TestRedis;
@@ -69,7 +68,7 @@ describe('once per prediction, across worker processes', () => {
       assert.equal(ledger.status, 'succeeded');
       assert.ok(ids.includes(ledger['done:record-a'] as string));
       assert.ok(ids.includes(ledger['done:record-b'] as string));
-      const figures = await readWorkerFigures(cluster.client, cluster.prefix);
+      const figures = await settledFigures(cluster.client, cluster.prefix);
       assert.equal(figures.events.processed, 20);
       assert.equal(figures.processors.get('record-a')?.ok, 1);
     } finally {
@@ -104,7 +103,7 @@ describe('once per prediction, across worker processes', () => {
       });
       const ledger = ledgerKeys.prediction(cluster.prefix, prediction.id);
       assert.equal(await cluster.client.hget(ledger, 'skipped'), '1');
-      const figures = await readWorkerFigures(cluster.client, cluster.prefix);
+      const figures = await settledFigures(cluster.client, cluster.prefix);
       assert.equal(figures.events.skipped_after_terminal, 1);
       const lines = cluster.workers.flatMap((w) => w.lines);
       const line = lines.find((l) => l.webhookId === late && String(l.msg).includes('terminal'));

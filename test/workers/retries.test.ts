@@ -1,10 +1,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { readWorkerFigures } from '../../src/core/worker-figures.js';
 import { redriveDeadLetters } from '../../src/workers/dead-letter.js';
 import { samplePrediction } from '../support/deliveries.js';
 import { TestRedis } from '../support/redis-server.js';
-import { fixture, WorkerCluster, waitFor } from './fixtures/harness.js';
+import { fixture, settledFigures, WorkerCluster, waitFor } from './fixtures/harness.js';
 
 const TIMEOUT = { timeout: 90_000 };
 
@@ -44,7 +43,7 @@ describe('retries and dead letters', () => {
     assert.equal((await mine('record-a', 'tries')).length, 1, 'its sibling ran once');
     const job = await cluster.job(id);
     assert.equal(job.attemptsMade, 3);
-    const figures = await readWorkerFigures(cluster.client, cluster.prefix);
+    const figures = await settledFigures(cluster.client, cluster.prefix);
     assert.equal(figures.processors.get('flaky')?.error, 2);
     assert.equal(figures.events.retried, 2);
   });
@@ -112,7 +111,7 @@ describe('retries and dead letters', () => {
         outcome: 'processed',
         ran: ['broken'],
       });
-      const figures = await readWorkerFigures(cluster.client, cluster.prefix);
+      const figures = await settledFigures(cluster.client, cluster.prefix);
       assert.equal(figures.events.redriven, 1);
       await cluster.client.del(`${cluster.prefix}:test:fixed`);
     },
