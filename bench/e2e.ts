@@ -14,6 +14,12 @@ export interface EndToEndSettings {
   secret: string;
   rate: number;
   seconds: number;
+  /**
+   * Seconds sent at the same rate before the measured ones, not counted: a freshly started
+   * worker runs unoptimised code for its first second or so and falls behind, which is start-up,
+   * not the steady state the figure is about.
+   */
+  warmupSeconds: number;
   concurrency: number;
   processes: number;
   cpus: string | undefined;
@@ -23,7 +29,9 @@ export interface EndToEndSettings {
 
 export interface EndToEndResult {
   rate: number;
+  /** Deliveries sent in the measured seconds (after the warm-up). */
   sent: number;
+  warmupSeconds: number;
   /** Deliveries answered 202 whose processor start was seen. */
   measured: number;
   /** 202 → processor start, milliseconds. */
@@ -56,7 +64,7 @@ export async function runEndToEnd(settings: EndToEndSettings): Promise<EndToEndR
   try {
     await waitForWorkers(queue, settings.processes, workers);
     const sent = await sendPaced(settings);
-    const starts = await waitForStarts(startsFile, sent.acked.size);
+    const starts = await waitForStarts(startsFile, sent.acked.size + sent.warmupAcked);
     const latencies: number[] = [];
     for (const [id, ackedAt] of sent.acked) {
       const started = starts.get(id);
@@ -65,7 +73,8 @@ export async function runEndToEnd(settings: EndToEndSettings): Promise<EndToEndR
     latencies.sort((a, b) => a - b);
     const result: EndToEndResult = {
       rate: settings.rate,
-      sent: sent.count,
+      sent: sent.count - sent.warmupCount,
+      warmupSeconds: settings.warmupSeconds,
       measured: latencies.length,
       p50: percentile(latencies, 0.5),
       p99: percentile(latencies, 0.99),
@@ -89,22 +98,38 @@ export async function runEndToEnd(settings: EndToEndSettings): Promise<EndToEndR
 }
 
 interface Sent {
+  /** Every delivery sent, warm-up included. */
   count: number;
+  warmupCount: number;
+  /** Warm-up deliveries answered 202: processed, but not measured. */
+  warmupAcked: number;
   unavailable: number;
   failures: number;
-  /** webhook-id → wall-clock ms its 202 arrived. */
+  /** webhook-id → wall-clock ms its 202 arrived, for the measured deliveries. */
   acked: Map<string, number>;
   ackLatencies: number[];
 }
 
-/** Sends `rate` deliveries a second for `seconds`, spread evenly over each millisecond tick. */
+/**
+ * Sends `rate` deliveries a second for `warmupSeconds + seconds`, spread evenly over each
+ * millisecond tick; only those after the warm-up are measured.
+ */
 async function sendPaced(settings: EndToEndSettings): Promise<Sent> {
-  const total = settings.rate * settings.seconds;
+  const warmupCount = Math.round(settings.rate * settings.warmupSeconds);
+  const total = warmupCount + settings.rate * settings.seconds;
   const pool = new DeliveryPool(settings.secret);
   pool.refill(total);
   const agent = new Agent({ keepAlive: true, maxSockets: 64 });
   const url = new URL('/webhooks/replicate', settings.ingestUrl);
-  const sent: Sent = { count: 0, unavailable: 0, failures: 0, acked: new Map(), ackLatencies: [] };
+  const sent: Sent = {
+    count: 0,
+    warmupCount,
+    warmupAcked: 0,
+    unavailable: 0,
+    failures: 0,
+    acked: new Map(),
+    ackLatencies: [],
+  };
   let settled = 0;
   let finish: () => void = () => undefined;
   const allSettled = new Promise<void>((resolve) => {
@@ -116,12 +141,15 @@ async function sendPaced(settings: EndToEndSettings): Promise<Sent> {
   };
   const send = () => {
     const delivery = pool.take();
+    const measured = sent.count >= warmupCount;
     const startedAt = wallClockMs();
     const req = request(url, { method: 'POST', agent, headers: delivery.headers }, (res) => {
       res.resume();
       res.on('end', () => {
         const at = wallClockMs();
-        if (res.statusCode === 202) {
+        if (res.statusCode === 202 && !measured) {
+          sent.warmupAcked += 1;
+        } else if (res.statusCode === 202) {
           sent.acked.set(delivery.webhookId, at);
           sent.ackLatencies.push(at - startedAt);
         } else if (res.statusCode === 503) {

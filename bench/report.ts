@@ -237,7 +237,7 @@ export function renderResults(results: BenchResults): string {
     for (const run of e2e) {
       lines.push(
         '',
-        `End-to-end at ${run.rate}/s: ${run.sent} deliveries sent evenly; ${run.measured} measured, ` +
+        `End-to-end at ${run.rate}/s: ${run.sent} deliveries sent evenly after a ${run.warmupSeconds} s warm-up at the same rate; ${run.measured} measured, ` +
           `${run.missing} missing, ${run.unavailable} answered 503, ${run.failures} failed; max ${round(run.max, 1)} ms; ` +
           `send → 202 p99 ${round(run.ackP99, 1)} ms.`,
       );

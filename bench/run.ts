@@ -190,6 +190,7 @@ try {
         secret,
         rate,
         seconds: mode.e2eSeconds,
+        warmupSeconds: mode.warmupSeconds,
       });
       endToEnd.push(result);
       broken ||= result.failures > 0 || result.missing > 0;
