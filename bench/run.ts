@@ -85,12 +85,15 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   });
 }
 
+let closeClient: () => void = () => undefined;
 try {
   if (pin)
     execFileSync('taskset', ['-a', '-p', '-c', '0', String(process.pid)], { stdio: 'ignore' });
   const redis = await BenchRedis.start(cpus('generator'));
   children.push(redis);
   const client = redis.client();
+  // A failed run must not leave this client reconnecting to a Redis that is gone, for ever.
+  closeClient = () => client.disconnect();
   const secret = benchSecret();
 
   const baselinePort = await freePort();
@@ -238,6 +241,7 @@ try {
   broken = true;
   process.stderr.write(`bench: ${(error as Error).stack ?? error}\n`);
 } finally {
+  closeClient();
   for (const child of children.reverse()) {
     await (child instanceof BenchRedis ? child.destroy() : child.stop()).catch(() => undefined);
   }
