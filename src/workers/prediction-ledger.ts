@@ -173,7 +173,12 @@ export class PredictionLedger {
       Math.max(Math.floor(this.options.lockTtlMs / 3), 50),
     );
     timer.unref();
-    return { stop: () => clearInterval(timer) };
+    return {
+      stop: () => {
+        lost = true; // a renewal still in flight, answered after the release, is not a loss
+        clearInterval(timer);
+      },
+    };
   }
 
   /**
