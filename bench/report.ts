@@ -126,6 +126,9 @@ export function renderResults(results: BenchResults): string {
     const ours = median(
       results.workers.filter((r) => r.kind === 'inlet').map((r) => r.deliveriesPerSecond),
     );
+    const workers = results.workers;
+    const cpuOf = (kind: string, field: 'workerUs' | 'redisUs') =>
+      median(workers.filter((r) => r.kind === kind).map((r) => r[field]));
     rows.push([
       'worker throughput, deliveries/s (baseline: raw BullMQ)',
       round(raw),
@@ -133,6 +136,22 @@ export function renderResults(results: BenchResults): string {
       round(ours / raw, 2),
       '≥ 0.8',
       check(ours / raw >= 0.8),
+    ]);
+    rows.push([
+      'worker CPU per delivery, µs',
+      round(cpuOf('raw BullMQ', 'workerUs')),
+      round(cpuOf('inlet', 'workerUs')),
+      round(cpuOf('inlet', 'workerUs') / cpuOf('raw BullMQ', 'workerUs'), 2),
+      '',
+      '',
+    ]);
+    rows.push([
+      'Redis CPU per delivery (workers), µs',
+      round(cpuOf('raw BullMQ', 'redisUs')),
+      round(cpuOf('inlet', 'redisUs')),
+      round(cpuOf('inlet', 'redisUs') / cpuOf('raw BullMQ', 'redisUs'), 2),
+      '',
+      '',
     ]);
   }
   const e2e = results.endToEnd;
@@ -222,12 +241,22 @@ export function renderResults(results: BenchResults): string {
     lines.push(
       '',
       table([
-        ['round', 'worker', 'deliveries/s', 'seconds', 'failed'],
+        [
+          'round',
+          'worker',
+          'deliveries/s',
+          'seconds',
+          'worker µs CPU/delivery',
+          'Redis µs CPU/delivery',
+          'failed',
+        ],
         ...results.workers.map((r, i) => [
           String(Math.floor(i / 2) + 1),
           r.kind,
           round(r.deliveriesPerSecond),
           round(r.seconds, 2),
+          round(r.workerUs),
+          round(r.redisUs),
           String(r.failed),
         ]),
       ]),

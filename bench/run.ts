@@ -167,6 +167,7 @@ try {
   const workerSettings = {
     inletNodeArgs: profileFlags,
     redis: client,
+    redisPid: redis.process.pid,
     redisUrl: redis.url,
     concurrency: WORKER_CONCURRENCY,
     processes: workerProcesses,

@@ -9,6 +9,7 @@ import {
   QUEUE_NAME,
 } from '../src/core/job.js';
 import type { Prediction } from '../src/core/prediction.js';
+import { CpuMeter } from './cpu-usage.js';
 import { predictionBody } from './deliveries.js';
 import { BenchProcess } from './processes.js';
 
@@ -18,6 +19,8 @@ export interface WorkerSettings {
   /** The bench's own client on the bench Redis. */
   redis: Redis;
   redisUrl: string;
+  /** The bench Redis's process, whose CPU each round measures too. */
+  redisPid: number;
   jobs: number;
   pairs: number;
   /** Jobs each worker process runs at once; the same for both kinds. */
@@ -36,6 +39,12 @@ export interface WorkerRound {
   deliveriesPerSecond: number;
   seconds: number;
   failed: number;
+  /**
+   * CPU time per delivery of the worker processes and of Redis, from /proc: steadier than
+   * throughput on a shared machine, because time other processes take is not counted.
+   */
+  workerUs: number;
+  redisUs: number;
 }
 
 /** The processor module `inlet worker` loads: a no-op, written as a user's compiled processor. */
@@ -114,15 +123,28 @@ export async function runWorkerRounds(settings: WorkerSettings): Promise<WorkerR
       );
       try {
         await waitForWorkers(queue, settings.processes, workers);
+        const meter = new CpuMeter({
+          redis: settings.redisPid,
+          ...Object.fromEntries(workers.map((worker, i) => [`worker${i}`, worker.pid])),
+        });
         const started = performance.now();
         await queue.resume();
         await waitUntilDrained(queue, workers);
         const seconds = (performance.now() - started) / 1000;
+        const used = meter.read();
+        const workerSeconds = workers.reduce((sum, _, i) => sum + (used[`worker${i}`] ?? 0), 0);
         const failed = await queue.getFailedCount();
-        const round = { kind, deliveriesPerSecond: settings.jobs / seconds, seconds, failed };
+        const round: WorkerRound = {
+          kind,
+          deliveriesPerSecond: settings.jobs / seconds,
+          seconds,
+          failed,
+          workerUs: (workerSeconds / settings.jobs) * 1e6,
+          redisUs: ((used.redis ?? 0) / settings.jobs) * 1e6,
+        };
         rounds.push(round);
         settings.log(
-          `round ${pair} ${kind} worker: ${Math.round(round.deliveriesPerSecond)} deliveries/s (${settings.jobs} in ${seconds.toFixed(2)} s)${failed ? `, ${failed} FAILED` : ''}`,
+          `round ${pair} ${kind} worker: ${Math.round(round.deliveriesPerSecond)} deliveries/s (${settings.jobs} in ${seconds.toFixed(2)} s), worker ${Math.round(round.workerUs)} µs CPU/delivery, redis ${Math.round(round.redisUs)}${failed ? `, ${failed} FAILED` : ''}`,
         );
       } finally {
         await Promise.all(workers.map((worker) => worker.stop()));
