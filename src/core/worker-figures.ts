@@ -91,10 +91,19 @@ export class FigureTally implements FigureSink {
     return this.flushing;
   }
 
-  /** Stops the timer and writes what is left. */
-  async close(): Promise<void> {
+  /**
+   * Stops the timer and writes what is left, waiting at most `timeoutMs`: on a worker's
+   * connection a write waits for Redis to come back, and a stopping worker must not wait for ever
+   * for its counters.
+   */
+  async close(timeoutMs = 2_000): Promise<void> {
     clearInterval(this.timer);
-    await this.flush();
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, timeoutMs);
+    });
+    await Promise.race([this.flush(), deadline]);
+    clearTimeout(timer);
   }
 
   private add(key: string, field: string, by: number, float: boolean): void {

@@ -73,6 +73,15 @@ interface StoreDeliveryCommand {
  */
 export class DeliveryEnqueuer {
   private readonly redis: Redis & StoreDeliveryCommand;
+  /** The last call BullMQ made on {@link recorder}. */
+  private recorded: { name: string; args: Array<string | Buffer> } | undefined;
+  /** Handed to `Job.addJob` in place of a Redis client: it keeps the call instead of sending it. */
+  private readonly recorder = {
+    runCommand: (name: string, args: Array<string | Buffer>) => {
+      this.recorded = { name, args };
+      return Promise.resolve(1);
+    },
+  };
 
   /**
    * @param redis - a `fail-fast` connection (its command timeout is the store's deadline),
@@ -121,16 +130,12 @@ export class DeliveryEnqueuer {
    * builds them synchronously, before its first `await`.
    */
   private bullmqAddArguments(delivery: DeliveryJob, jobId: string): Array<string | Buffer> {
-    let call: { name: string; args: Array<string | Buffer> } | undefined;
-    const recorder = {
-      runCommand(name: string, args: Array<string | Buffer>) {
-        call = { name, args };
-        return Promise.resolve(jobId);
-      },
-    };
+    this.recorded = undefined;
     const options = deliveryJobOptions(this.config, jobId);
     const job = new Job(this.queue, DELIVERY_JOB_NAME, delivery, options, jobId);
-    job.addJob(recorder as never).catch(() => undefined);
+    job.addJob(this.recorder as never).catch(() => undefined);
+    // Set by the recorder inside addJob, which TypeScript cannot see from here.
+    const call = this.recorded as { name: string; args: Array<string | Buffer> } | undefined;
     if (!call?.name.startsWith(`${addStandardJob.name}:`)) {
       throw new Error(`BullMQ added the job with ${call?.name ?? 'no call'}, not addStandardJob`);
     }

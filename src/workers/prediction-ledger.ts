@@ -183,13 +183,12 @@ export class PredictionLedger {
 
   /**
    * Ends a delivery that has nothing left to do: releases the lock when `token` holds it, forgets
-   * the delivery's progress and counts `event`, with the runs that failed on this try.
+   * the delivery's progress and counts `event`.
    */
   async complete(
     delivery: DeliveryRef,
     token: string | undefined,
     event: WorkerEvent,
-    failedRuns: FailedRun[] = [],
   ): Promise<void> {
     const { prefix } = this.options;
     await this.commands.finishDelivery(
@@ -197,7 +196,6 @@ export class PredictionLedger {
       ledgerKeys.delivery(prefix, delivery.webhookId),
       token ?? '',
     );
-    this.addRuns(failedRuns);
     recordWorkerEvent(this.options.figures, prefix, event);
   }
 

@@ -83,7 +83,7 @@ describe('FigureTally', () => {
     try {
       await redis.stop();
       recordWorkerEvent(tally, 'c', 'dead_lettered');
-      const closing = tally.close();
+      const closing = tally.close(20_000);
       await redis.start();
       await closing;
       assert.equal((await readWorkerFigures(client, 'c')).events.dead_lettered, 1);

@@ -34,8 +34,11 @@ export async function startTestIngest(
   const logs = new CapturedLogs();
   const config = loadConfig({ PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'debug', ...env });
   const ingest = await startIngest({ config, logger: logs.logger, drainTimeoutMs: 2000, ...extra });
-  for (let i = 0; i < 100; i++) {
-    if ((await fetch(`${ingest.url}/readyz`)).ok) break;
+  for (let i = 0; !(await fetch(`${ingest.url}/readyz`)).ok; i++) {
+    if (i === 100) {
+      await ingest.close();
+      throw new Error('the test ingest did not become ready (Redis unreachable?) within 2 s');
+    }
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
   return Object.assign(ingest, { logs, webhookUrl: `${ingest.url}/webhooks/replicate` });
