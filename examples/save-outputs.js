@@ -9,7 +9,7 @@
  * Inside this checkout `inlet` resolves to the package itself; in your project, `npm i inlet`.
  */
 import { appendFile } from 'node:fs/promises';
-import { defineProcessor, isTerminal } from 'inlet';
+import { defineProcessor, isTerminal } from 'inlet-webhooks';
 
 /** Where records go. Read at each run, so that a test can point it elsewhere. */
 const outputFile = () => process.env.SAVE_OUTPUTS_FILE || 'outputs.jsonl';

@@ -1,6 +1,6 @@
 /**
  * The built-in processor, run when `INLET_PROCESSORS` is empty: one log line per delivery.
- * Written as a user's processor would be; in a project of your own, import from 'inlet'.
+ * Written as a user's processor would be; in a project of your own, import from 'inlet-webhooks'.
  */
 import { defineProcessor, isTerminal } from '../index.js';
 

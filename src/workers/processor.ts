@@ -58,7 +58,7 @@ export interface Processor<Input = Record<string, unknown>, Output = unknown> {
  *
  * @example
  * ```ts
- * import { defineProcessor } from 'inlet';
+ * import { defineProcessor } from 'inlet-webhooks';
  * export default defineProcessor({
  *   name: 'save-outputs',
  *   statuses: ['succeeded'],
