@@ -5,6 +5,7 @@ import { request } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { makeSecret, samplePrediction, signedHeaders } from '../support/deliveries.js';
 import { freePort, TestRedis } from '../support/redis-server.js';
+import { waitFor } from '../support/wait-for.js';
 
 const ENTRY = new URL('../../dist/cli/main.js', import.meta.url).pathname;
 
@@ -34,10 +35,7 @@ describe('inlet ingest on SIGTERM', () => {
     child.stderr?.on('data', (chunk) => {
       output += chunk;
     });
-    for (let i = 0; i < 100 && !output.includes('ingest listening'); i++) {
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-    assert.match(output, /ingest listening/);
+    await waitFor('ingest listening', () => output.includes('ingest listening'));
   });
 
   after(async () => {
@@ -52,8 +50,15 @@ describe('inlet ingest on SIGTERM', () => {
       const headers = {
         ...signedHeaders(secret, body),
         'content-length': String(Buffer.byteLength(body)),
+        // The server answers `100 Continue` once it has read the request's head: from then on
+        // the request is in flight, with no need to guess how long that takes.
+        expect: '100-continue',
       };
       let finish = () => {};
+      let reached: () => void = () => {};
+      const inServer = new Promise<void>((resolve) => {
+        reached = resolve;
+      });
       const answered = new Promise<{ status: number; body: string }>((resolve, reject) => {
         const req = request(
           { host: '127.0.0.1', port, path: '/webhooks/replicate', method: 'POST', headers },
@@ -66,18 +71,26 @@ describe('inlet ingest on SIGTERM', () => {
           },
         );
         req.on('error', reject);
-        req.write(body.slice(0, 100));
+        req.on('continue', () => {
+          req.write(body.slice(0, 100));
+          reached();
+        });
+        req.flushHeaders();
         finish = () => req.end(body.slice(100));
       });
-      return { answered, finish: () => finish() };
+      return { answered, inServer, finish: () => finish() };
     });
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    await Promise.all(inFlight.map((request) => request.inServer));
 
     const exited = once(child, 'exit');
     child.kill('SIGTERM');
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    await waitFor('the listener to close', () =>
+      fetch(`http://127.0.0.1:${port}/healthz`).then(
+        () => false,
+        () => true,
+      ),
+    );
     assert.equal(child.exitCode, null, 'it waits for the requests in flight');
-    await assert.rejects(fetch(`http://127.0.0.1:${port}/healthz`), 'a new connection is refused');
 
     for (const request of inFlight) request.finish();
     const answers = await Promise.all(inFlight.map((request) => request.answered));

@@ -26,9 +26,9 @@ export class Scrape {
   }
 }
 
-/** Fetches and parses `<baseUrl>/metrics`. */
-export async function scrape(baseUrl: string): Promise<Scrape> {
-  const response = await fetch(`${baseUrl}/metrics`);
+/** Fetches and parses `<baseUrl>/metrics`; `deadlineMs` aborts a scrape that hangs. */
+export async function scrape(baseUrl: string, deadlineMs = 30_000): Promise<Scrape> {
+  const response = await fetch(`${baseUrl}/metrics`, { signal: AbortSignal.timeout(deadlineMs) });
   if (response.status !== 200) throw new Error(`/metrics answered ${response.status}`);
   return new Scrape(await response.text());
 }

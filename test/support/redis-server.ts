@@ -81,6 +81,16 @@ export class TestRedis {
     await once(child, 'exit');
   }
 
+  /** Stops the server's process (SIGSTOP): connections stay open, nothing is answered. */
+  freeze(): void {
+    if (this.child?.pid) process.kill(this.child.pid, 'SIGSTOP');
+  }
+
+  /** Lets a frozen server go on (SIGCONT). */
+  thaw(): void {
+    if (this.child?.pid) process.kill(this.child.pid, 'SIGCONT');
+  }
+
   /** A fresh client for assertions; the caller closes it. */
   client(): Redis {
     const client = new Redis(this.url, { maxRetriesPerRequest: 1 });
