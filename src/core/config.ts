@@ -28,7 +28,7 @@ const list = z.string().transform((s) => s.split(/[\s,]+/).filter((item) => item
 
 /**
  * Every environment variable inlet reads, with its default. The README's configuration table is
- * written from this list; CONTRACT.md fixes the names.
+ * written from this list, and its names are part of inlet's public interface.
  */
 const schema = z.object({
   /** Redis (or a Redis-compatible server). @defaultValue `redis://127.0.0.1:6379` */

@@ -208,7 +208,7 @@ describe("the image's commands, run outside containers", () => {
       assert.equal(sent.code, 0, sent.stdout);
       // `send` posts starting, processing, succeeded in turn, but the worker takes jobs
       // concurrently: once `succeeded` has run, an intermediate state still queued is recorded
-      // and skipped (CONTRACT.md), so only the terminal record and the order are certain.
+      // and skipped (README, Guarantees), so only the terminal record and the order are certain.
       const statuses = () =>
         existsSync(outputs)
           ? readFileSync(outputs, 'utf8')

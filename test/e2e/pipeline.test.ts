@@ -14,7 +14,7 @@ import { freePort, TestRedis } from '../support/redis-server.js';
  * What the README promises, with real processes: `inlet ingest` and two `inlet worker`s against
  * a Redis of the test's own, the example processor, and `inlet send` for 200 deliveries with
  * duplicates, every status and no order. The example processor's file is checked against the
- * guarantees of CONTRACT.md.
+ * guarantees of the README's Guarantees section.
  */
 
 interface SavedRecord {
