@@ -5,7 +5,7 @@ import { runCli } from '../support/cli.js';
 const COMMANDS = ['ingest', 'worker', 'dev', 'send', 'replay', 'secret'];
 
 describe('the inlet CLI', () => {
-  test('lists every command of the README's command table', async () => {
+  test('lists every command of the README command table', async () => {
     const result = await runCli(['--help']);
     assert.equal(result.code, 0);
     for (const command of COMMANDS)
