@@ -1,5 +1,7 @@
 import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
+import { oldestWaiting1 } from '../core/scripts/oldest-waiting-1.js';
+import { defineScripts } from '../core/scripts/redis-script.js';
 import { readWorkerFigures, type WorkerFigures } from '../core/worker-figures.js';
 
 /** The BullMQ states `inlet_queue_jobs` reports; `failed` is the dead-letter. */
@@ -26,41 +28,23 @@ export interface QueueFigures {
 }
 
 /**
- * oldestWaiting-1: when the job that workers take next was added.
- *   KEYS[1] the queue's wait list   ARGV[1] the queue's job key prefix, `<prefix>:deliveries:`
- * BullMQ pushes new jobs on the left and workers take them from the right, so the right end is
- * the oldest. Returns that job's `timestamp` (Unix ms), or false when nothing waits.
- */
-const OLDEST_WAITING = `
-local id = redis.call('LINDEX', KEYS[1], -1)
-if not id then return false end
-return redis.call('HGET', ARGV[1] .. id, 'timestamp')`;
-
-interface OldestWaitingScript {
-  inletOldestWaiting(waitKey: string, jobKeyPrefix: string): Promise<string | null>;
-}
-
-/**
  * Reads the queue's figures for a scrape. All three reads go out in one write on the ingest's
  * fail-fast connection, so a scrape costs one round trip and fails at once while Redis is away.
  */
 export class QueueFigureReader {
-  private readonly script: OldestWaitingScript;
-
   constructor(
     private readonly queue: Queue,
     private readonly redis: Redis,
     private readonly prefix: string,
   ) {
-    redis.defineCommand('inletOldestWaiting', { numberOfKeys: 1, lua: OLDEST_WAITING });
-    this.script = redis as unknown as OldestWaitingScript;
+    defineScripts(redis, oldestWaiting1);
   }
 
   /** Reads every figure; rejects when Redis cannot answer. */
   async read(now = Date.now()): Promise<QueueFigures> {
     const [counts, oldest, workers] = await Promise.all([
       this.queue.getJobCounts(...QUEUE_STATES),
-      this.script.inletOldestWaiting(this.queue.keys.wait ?? '', this.queue.toKey('')),
+      this.redis.inletOldestWaiting(this.queue.keys.wait ?? '', this.queue.toKey('')),
       readWorkerFigures(this.redis, this.prefix),
     ]);
     const jobs = {} as Record<QueueState, number>;

@@ -147,7 +147,7 @@ export class DeliveryDispatcher {
     this.running.set(key, entry);
     let outcome: TryOutcome;
     try {
-      outcome = await this.runProcessors(job, delivery, entry, pending, log);
+      outcome = await this.runProcessors(job, delivery, lockToken, entry, pending, log);
     } finally {
       hold.stop();
       this.running.delete(key);
@@ -185,6 +185,7 @@ export class DeliveryDispatcher {
   private async runProcessors(
     job: Job<DeliveryJob>,
     delivery: DeliveryRef,
+    lockToken: string,
     entry: RunningDelivery,
     pending: string[],
     log: Logger,
@@ -211,7 +212,7 @@ export class DeliveryDispatcher {
         if (result.abandoned) break;
         continue;
       }
-      const first = await this.options.ledger.markDone(delivery, name, result.seconds);
+      const first = await this.options.ledger.markDone(delivery, name, result.seconds, lockToken);
       outcome.ran.push(name);
       outcome.ms[name] = ms;
       ctx.log.debug({ ms }, 'processor succeeded');

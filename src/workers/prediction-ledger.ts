@@ -1,18 +1,17 @@
 import type { ChainableCommander, Redis } from 'ioredis';
 import type { PredictionStatus } from '../core/prediction.js';
+import { beginDelivery3 } from '../core/scripts/begin-delivery-3.js';
+import { finishDelivery2 } from '../core/scripts/finish-delivery-2.js';
+import { markProcessorDone2 } from '../core/scripts/mark-processor-done-2.js';
+import { defineScripts } from '../core/scripts/redis-script.js';
+import { releasePredictionLock1 } from '../core/scripts/release-prediction-lock-1.js';
+import { renewPredictionLock1 } from '../core/scripts/renew-prediction-lock-1.js';
 import {
   type FigureSink,
   recordProcessorRun,
   recordWorkerEvent,
   type WorkerEvent,
 } from '../core/worker-figures.js';
-import {
-  BEGIN_DELIVERY,
-  FINISH_DELIVERY,
-  MARK_PROCESSOR_DONE,
-  RELEASE_PREDICTION_LOCK,
-  RENEW_PREDICTION_LOCK,
-} from './ledger-scripts.js';
 
 /**
  * Keys of the ledger, all under `INLET_PREFIX`:
@@ -71,49 +70,48 @@ export interface LockHold {
   stop(): void;
 }
 
-interface LedgerCommands {
-  beginDelivery(...args: (string | number)[]): Promise<string[]>;
-  markProcessorDone(...args: (string | number)[]): Promise<number>;
-  finishDelivery(lockKey: string, deliveryKey: string, token: string): Promise<number>;
-  renewPredictionLock(key: string, token: string, ttl: number): Promise<number>;
-  releasePredictionLock(key: string, token: string): Promise<number>;
-}
-
-type LedgerPipeline = ChainableCommander & {
-  releasePredictionLock(key: string, token: string): LedgerPipeline;
-};
-
 /**
  * The per-prediction ledger in Redis that makes processors' guarantees hold across any number of
  * worker processes: which terminal processors succeeded once per prediction, which processors
  * succeeded on each delivery, and one lock per prediction so that its processors never run at
- * the same time. Every step that must be atomic is one script (ledger-scripts.ts) or one MULTI.
+ * the same time. Every step that must be atomic is one script (src/core/scripts/) or one MULTI,
+ * and every step is safe to resend after a reconnect.
+ *
+ * How a try ends, and the prediction lock (docs/design.md has the whole table):
+ *
+ * | begin answers | the try then                                | prediction lock            |
+ * |---------------|---------------------------------------------|----------------------------|
+ * | skip          | completes, counted `skipped_after_terminal` | never taken                |
+ * | done          | completes (`already_done`)                  | never taken                |
+ * | busy          | waits in the delayed set, no attempt used   | never taken                |
+ * | run → all ok  | {@link complete}                            | released                   |
+ * | run → failed  | {@link fail}                                | released, unless a timed-out run may still be going: then it lapses |
+ * | run → stopping| {@link release} and hand back               | released; kept to lapse if the processor ignored the abort |
+ * | run → lost    | fails the try                               | not ours: every release checks the token |
+ * | worker dies   | BullMQ's stall check hands the job on       | lapses after `lockTtlMs`   |
  */
 export class PredictionLedger {
-  private readonly commands: LedgerCommands;
-
   constructor(
     private readonly redis: Redis,
     private readonly options: LedgerOptions,
   ) {
-    redis.defineCommand('beginDelivery', { numberOfKeys: 3, lua: BEGIN_DELIVERY });
-    redis.defineCommand('markProcessorDone', { numberOfKeys: 2, lua: MARK_PROCESSOR_DONE });
-    redis.defineCommand('finishDelivery', { numberOfKeys: 2, lua: FINISH_DELIVERY });
-    redis.defineCommand('renewPredictionLock', { numberOfKeys: 1, lua: RENEW_PREDICTION_LOCK });
-    redis.defineCommand('releasePredictionLock', {
-      numberOfKeys: 1,
-      lua: RELEASE_PREDICTION_LOCK,
-    });
-    this.commands = redis as unknown as LedgerCommands;
+    defineScripts(
+      redis,
+      beginDelivery3,
+      markProcessorDone2,
+      finishDelivery2,
+      renewPredictionLock1,
+      releasePredictionLock1,
+    );
   }
 
   /**
    * Decides, in one atomic step, whether a delivery is skipped, already done, must wait, or runs
-   * (and then holds the prediction lock under `token`). See `BEGIN_DELIVERY`.
+   * (and then holds the prediction lock under `token`, unique to this try). See beginDelivery-3.
    */
   async begin(delivery: DeliveryRef, token: string, processors: string[]): Promise<BeginOutcome> {
     const { prefix, lockTtlMs, retentionSeconds } = this.options;
-    const [kind, detail = '', ...pending] = await this.commands.beginDelivery(
+    const [kind, detail = '', ...pending] = await this.redis.beginDelivery(
       ledgerKeys.prediction(prefix, delivery.predictionId),
       ledgerKeys.lock(prefix, delivery.predictionId),
       ledgerKeys.delivery(prefix, delivery.webhookId),
@@ -133,18 +131,25 @@ export class PredictionLedger {
   }
 
   /**
-   * Records a processor's success (and counts the run). Resolves `false` when a terminal
-   * processor's success had already been recorded for the prediction (it ran twice).
+   * Records a processor's success in the try `token` (and counts the run). Resolves `false` only
+   * when another try had recorded the terminal processor's success for the prediction: it really
+   * ran twice. A resend of this call after a reconnect still resolves `true`.
    */
-  async markDone(delivery: DeliveryRef, processor: string, seconds: number): Promise<boolean> {
+  async markDone(
+    delivery: DeliveryRef,
+    processor: string,
+    seconds: number,
+    token: string,
+  ): Promise<boolean> {
     const { prefix, retentionSeconds } = this.options;
-    const first = await this.commands.markProcessorDone(
+    const first = await this.redis.markProcessorDone(
       ledgerKeys.prediction(prefix, delivery.predictionId),
       ledgerKeys.delivery(prefix, delivery.webhookId),
       processor,
       delivery.terminal ? '1' : '0',
       delivery.webhookId,
       retentionSeconds,
+      token,
     );
     recordProcessorRun(this.options.figures, prefix, processor, true, seconds);
     return first === 1;
@@ -160,7 +165,7 @@ export class PredictionLedger {
     let lost = false;
     const timer = setInterval(
       () => {
-        this.commands.renewPredictionLock(key, token, this.options.lockTtlMs).then(
+        this.redis.renewPredictionLock(key, token, this.options.lockTtlMs).then(
           (renewed) => {
             if (renewed !== 0 || lost) return;
             lost = true;
@@ -191,7 +196,7 @@ export class PredictionLedger {
     event: WorkerEvent,
   ): Promise<void> {
     const { prefix } = this.options;
-    await this.commands.finishDelivery(
+    await this.redis.finishDelivery(
       ledgerKeys.lock(prefix, delivery.predictionId),
       ledgerKeys.delivery(prefix, delivery.webhookId),
       token ?? '',
@@ -211,7 +216,7 @@ export class PredictionLedger {
   ): Promise<void> {
     const { prefix, retentionSeconds } = this.options;
     const deliveryKey = ledgerKeys.delivery(prefix, delivery.webhookId);
-    const tx = this.redis.multi() as LedgerPipeline;
+    const tx = this.redis.multi();
     if (token) tx.releasePredictionLock(ledgerKeys.lock(prefix, delivery.predictionId), token);
     tx.hset(deliveryKey, {
       predictionId: delivery.predictionId,
@@ -228,7 +233,7 @@ export class PredictionLedger {
 
   /** Releases the lock of a delivery handed back to the queue, recording the runs cut short. */
   async release(delivery: DeliveryRef, token: string, failedRuns: FailedRun[]): Promise<void> {
-    await this.commands.releasePredictionLock(
+    await this.redis.releasePredictionLock(
       ledgerKeys.lock(this.options.prefix, delivery.predictionId),
       token,
     );

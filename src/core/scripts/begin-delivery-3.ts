@@ -1,0 +1,79 @@
+import type { Result } from 'ioredis';
+import type { RedisScript } from './redis-script.js';
+
+/**
+ * beginDelivery-3: decides what one try of a delivery does, and takes the prediction's lock if
+ * it runs.
+ *   KEYS[1] `<prefix>:prediction:<id>`        HASH, the prediction's ledger
+ *   KEYS[2] `<prefix>:prediction:<id>:lock`   STRING, the holder's token
+ *   KEYS[3] `<prefix>:delivery:<webhook-id>`  HASH, this delivery's progress
+ *   ARGV[1] the try's token (unique per try; held in the lock when it runs)
+ *   ARGV[2] lock lifetime, ms   ARGV[3] ledger retention, s
+ *   ARGV[4] the delivery's status   ARGV[5] `1` when that status is terminal
+ *   ARGV[6] webhook id   ARGV[7] prediction id   ARGV[8] now, Unix ms
+ *   ARGV[9…] names of the processors that want this status
+ * Returns one of
+ *   {'skip', recorded}      a non-terminal (or a different terminal) status after the recorded
+ *                           terminal one: counted in the ledger's `skipped`, not dispatched
+ *   {'done', recorded}      every wanted processor already succeeded (no lock taken)
+ *   {'busy', waits}         another try holds the lock; `waits` counts this delivery's waits
+ *   {'run', recorded, name…} the lock is ours; these processors still have to succeed
+ * The first terminal delivery to get here records the prediction's terminal status, whether or
+ * not it can run yet, so that later non-terminal deliveries are skipped from that moment on.
+ *
+ * Safe to resend (ioredis re-sends a call whose reply was lost when it reconnects): the try's
+ * token is kept in the delivery's `try` field, and a call that finds its own token counts no
+ * second skip or wait; a resend of a `run` finds the lock already its own and answers `run`.
+ */
+export const beginDelivery3 = {
+  name: 'beginDelivery',
+  numberOfKeys: 3,
+  lua: `
+local terminal = ARGV[5] == '1'
+local recorded = redis.call('HGET', KEYS[1], 'status')
+local resent = redis.call('HGET', KEYS[3], 'try') == ARGV[1]
+if recorded and (not terminal or recorded ~= ARGV[4]) then
+  if not resent then
+    redis.call('HINCRBY', KEYS[1], 'skipped', 1)
+    redis.call('HSET', KEYS[3], 'try', ARGV[1])
+    redis.call('EXPIRE', KEYS[3], ARGV[3])
+  end
+  redis.call('EXPIRE', KEYS[1], ARGV[3])
+  return {'skip', recorded}
+end
+if terminal then
+  if not recorded then
+    redis.call('HSET', KEYS[1], 'status', ARGV[4], 'terminalAt', ARGV[8])
+    recorded = ARGV[4]
+  end
+  redis.call('EXPIRE', KEYS[1], ARGV[3])
+end
+local doneIn = terminal and KEYS[1] or KEYS[3]
+local pending = {}
+for i = 9, #ARGV do
+  if redis.call('HEXISTS', doneIn, 'done:' .. ARGV[i]) == 0 then
+    pending[#pending + 1] = ARGV[i]
+  end
+end
+if #pending == 0 then return {'done', recorded or ''} end
+redis.call('HSET', KEYS[3], 'predictionId', ARGV[7], 'status', ARGV[4], 'try', ARGV[1])
+redis.call('EXPIRE', KEYS[3], ARGV[3])
+local holder = redis.call('GET', KEYS[2])
+if holder and holder ~= ARGV[1] then
+  if resent then return {'busy', redis.call('HGET', KEYS[3], 'waits') or '0'} end
+  return {'busy', tostring(redis.call('HINCRBY', KEYS[3], 'waits', 1))}
+end
+redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
+return {'run', recorded or '', unpack(pending)}`,
+} as const satisfies RedisScript;
+
+declare module 'ioredis' {
+  interface RedisCommander<Context> {
+    beginDelivery(
+      predictionKey: string,
+      lockKey: string,
+      deliveryKey: string,
+      ...args: Array<string | number>
+    ): Result<string[], Context>;
+  }
+}
