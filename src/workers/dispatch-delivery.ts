@@ -4,7 +4,7 @@ import type { DeliveryJob } from '../core/job.js';
 import type { Logger } from '../core/logger.js';
 import { isPredictionStatus, isTerminal } from '../core/prediction.js';
 import { busyDelay } from './backoff.js';
-import type { DeliveryRef, FailedRun, PredictionLedger } from './prediction-ledger.js';
+import type { DeliveryRef, FailedRun, Ledger } from './prediction-ledger.js';
 import { type Processor, type ProcessorContext, wantsStatus } from './processor.js';
 import { runProcessor } from './run-processor.js';
 import { type RunningDelivery, runningEntry, type StopReason } from './running-delivery.js';
@@ -31,7 +31,7 @@ interface TryOutcome {
 }
 
 export interface DispatcherOptions {
-  ledger: PredictionLedger;
+  ledger: Ledger;
   processors: Processor[];
   logger: Logger;
   /** A processor's timeout unless it sets its own (`INLET_PROCESSOR_TIMEOUT_MS`). */

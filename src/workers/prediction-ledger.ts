@@ -65,6 +65,12 @@ export interface LedgerOptions {
   figures: FigureSink;
 }
 
+/** What the dispatcher needs of a ledger: {@link PredictionLedger}, or a test's double. */
+export type Ledger = Pick<
+  PredictionLedger,
+  'begin' | 'markDone' | 'hold' | 'complete' | 'fail' | 'release' | 'recordFailedRuns'
+>;
+
 /** A held prediction lock, renewed until {@link LockHold.stop}. */
 export interface LockHold {
   stop(): void;
