@@ -124,7 +124,7 @@ describe('runProcessor', () => {
     await flush();
     delivery.abort(new Error('worker stopping'));
     const result = await running;
-    assert.equal((seen.signal?.reason as Error).message, 'worker stopping');
+    assert.equal((seen.signal?.reason as Error | undefined)?.message, 'worker stopping');
     assert.ok(!result.ok && !(result.error instanceof ProcessorTimeoutError));
   });
 
