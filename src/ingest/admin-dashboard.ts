@@ -3,7 +3,7 @@ import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { KoaAdapter } from '@bull-board/koa';
 import type { Queue } from 'bullmq';
 import type Koa from 'koa';
-import { DASHBOARD_PATH, LOGOUT_PATH } from './admin.js';
+import { DASHBOARD_PATH, LOGOUT_PATH } from './admin-paths.js';
 
 /** bull-board over the deliveries queue; admin.ts loads this on first use, behind its gate. */
 export function dashboard(queue: Queue): Koa.Middleware {
@@ -16,9 +16,7 @@ export function dashboard(queue: Queue): Koa.Middleware {
         allowRetries: true,
       }),
     ],
-    // @bull-board/koa 9.10.1 pins @bull-board/api 9.10.1 while the app has 9.10.2: the same
-    // interface, declared twice, which TypeScript cannot tell apart from two different ones.
-    serverAdapter: serverAdapter as unknown as BoardArguments['serverAdapter'],
+    serverAdapter,
     options: {
       uiConfig: {
         boardTitle: 'inlet',
@@ -29,5 +27,3 @@ export function dashboard(queue: Queue): Koa.Middleware {
   });
   return serverAdapter.registerPlugin();
 }
-
-type BoardArguments = Parameters<typeof createBullBoard>[0];

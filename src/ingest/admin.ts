@@ -4,12 +4,8 @@ import type { Context } from 'koa';
 import getRawBody from 'raw-body';
 import type { Logger } from '../core/logger.js';
 import { loginPage } from './admin-login-page.js';
+import { DASHBOARD_PATH, LOGIN_PATH, LOGOUT_PATH } from './admin-paths.js';
 import { AdminCredentials, SESSION_COOKIE, SESSION_SECONDS } from './admin-session.js';
-
-/** Where the queue dashboard (bull-board) is served. */
-export const DASHBOARD_PATH = '/admin/queues';
-const LOGIN_PATH = '/admin/login';
-export const LOGOUT_PATH = '/admin/logout';
 
 export interface AdminOptions {
   queue: Queue;

@@ -1,8 +1,11 @@
 /**
  * The built-in processor, run when `INLET_PROCESSORS` is empty: one log line per delivery.
- * Written as a user's processor would be; in a project of your own, import from 'inlet-webhooks'.
+ * Written as a user's processor would be, except for where it imports from: a user imports
+ * `defineProcessor` and `isTerminal` from 'inlet-webhooks'; inside the package nothing imports
+ * the public entry (src/index.ts), so that it can never be part of an import cycle.
  */
-import { defineProcessor, isTerminal } from '../index.js';
+import { isTerminal } from '../core/prediction.js';
+import { defineProcessor } from '../workers/processor.js';
 
 export default defineProcessor({
   name: 'log',
