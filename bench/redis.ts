@@ -2,51 +2,38 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
-import { BenchProcess, freePort } from './processes.js';
+import { RedisServer } from '../src/core/redis-server.js';
 
 /**
- * The bench's private `redis-server` on a free port (never 6379), configured as a user would run
- * it for inlet: AOF on with `everysec` fsync, no RDB snapshots, no eviction.
+ * The bench's private `redis-server` (src/core/redis-server.ts) on a free port (never 6379),
+ * configured as a user would run it for inlet: AOF on with `everysec` fsync, no RDB snapshots,
+ * no eviction. An unexpected exit fails the run.
  */
 export class BenchRedis {
-  private constructor(
-    readonly port: number,
-    readonly dir: string,
-    readonly process: BenchProcess,
-  ) {}
+  private constructor(readonly process: RedisServer) {}
 
   static async start(cpus: string | undefined): Promise<BenchRedis> {
-    const port = await freePort();
     const dir = mkdtempSync(join(tmpdir(), 'inlet-bench-redis-'));
-    const args = ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', ''];
-    args.push('--appendonly', 'yes', '--appendfsync', 'everysec');
-    args.push('--maxmemory-policy', 'noeviction');
-    const child = new BenchProcess('redis-server', 'redis-server', args, {
-      logFile: join(dir, 'redis.log'),
-      cpus,
+    const server = await RedisServer.start({ dir, ...(cpus ? { cpus } : {}) });
+    server.onUnexpectedExit(({ code, signal, lastLogLine }) => {
+      globalThis.process.stderr.write(
+        `bench: redis-server exited unexpectedly (${signal ?? code}: ${lastLogLine}); see ${server.logFile}\n`,
+      );
+      globalThis.process.exitCode = 1;
     });
-    const redis = new BenchRedis(port, dir, child);
-    const client = redis.client();
-    client.on('error', () => undefined);
-    for (let i = 0; ; i++) {
-      try {
-        await client.ping();
-        break;
-      } catch (error) {
-        if (i > 100 || !child.running) {
-          throw new Error(
-            `redis-server did not start on port ${port}: ${(error as Error).message}`,
-          );
-        }
-        await new Promise((resolve) => setTimeout(resolve, 50));
-      }
-    }
-    client.disconnect();
-    return redis;
+    return new BenchRedis(server);
+  }
+
+  get port(): number {
+    return this.process.port;
+  }
+
+  get dir(): string {
+    return this.process.dir;
   }
 
   get url(): string {
-    return `redis://127.0.0.1:${this.port}`;
+    return this.process.url;
   }
 
   /** A client for the bench's own reads and writes; the caller disconnects it. */

@@ -104,6 +104,7 @@ async function chooseRedis(
   const managed = await startManagedRedis(
     process.cwd(),
     forcePrivate ? '--private-redis was given' : 'no REDIS_URL, nothing answers on 127.0.0.1:6379,',
+    logger,
   );
   if (managed.leftover !== undefined) {
     logger.warn(

@@ -1,5 +1,4 @@
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { once } from 'node:events';
+import { execFileSync } from 'node:child_process';
 import {
   accessSync,
   constants,
@@ -10,15 +9,16 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { delimiter, join, resolve } from 'node:path';
-import { Redis } from 'ioredis';
 import { ConfigError } from '../core/config.js';
-import { freePort } from '../core/free-port.js';
+import { RedisServer, redisAnswers } from '../core/redis-server.js';
 import { STATE_DIR } from './dev-secret.js';
 
 /**
  * The private `redis-server` that `inlet dev` starts when no Redis is configured or reachable:
  * on a free port of 127.0.0.1, AOF on, data in `.inlet/redis/` of the working directory (so
- * queued deliveries survive a restart of `inlet dev`), stopped when `inlet dev` stops.
+ * queued deliveries survive a restart of `inlet dev`), stopped when `inlet dev` stops. If it dies
+ * while `inlet dev` runs, an error line says so and it is started again on the same port and
+ * data (its AOF), so the ingest and worker reconnect to what they had.
  *
  * It runs in its own process group, so that Ctrl-C in the terminal reaches `inlet dev` only:
  * the worker must finish its jobs before the Redis under it goes away.
@@ -26,13 +26,20 @@ import { STATE_DIR } from './dev-secret.js';
 export interface ManagedRedis {
   url: string;
   port: number;
-  pid: number;
+  /** Its process id; a new one after a restart. */
+  readonly pid: number;
   /** Where its data and log live. */
   dir: string;
   /** The pid of a server left by an earlier, killed `inlet dev` that was stopped first. */
   leftover?: number;
   /** Shuts it down cleanly (AOF flushed), or kills it after 10 s. Safe to call twice. */
   stop(): Promise<void>;
+}
+
+/** Where a managed server reports that it died and was restarted. */
+export interface ManagedRedisLog {
+  error(fields: Record<string, unknown>, message: string): void;
+  info(fields: Record<string, unknown>, message: string): void;
 }
 
 /** Written next to the data so that a later `inlet dev` can tell a leftover from a live one. */
@@ -42,36 +49,24 @@ interface OwnerRecord {
   port: number;
 }
 
+/** More deaths than this within {@link RESTART_WINDOW_MS} and it is left down. */
+const MAX_RESTARTS = 5;
+const RESTART_WINDOW_MS = 60_000;
+
 const INSTALL_HINT =
   'install redis-server (macOS: brew install redis; Debian/Ubuntu: sudo apt-get install redis-server; Fedora: sudo dnf install redis) or set REDIS_URL to a Redis you run';
 
-/** True when a Redis at `url` answers PING within `timeoutMs`. */
-export async function redisAnswers(url: string, timeoutMs = 500): Promise<boolean> {
-  const client = new Redis(url, {
-    lazyConnect: true,
-    connectTimeout: timeoutMs,
-    maxRetriesPerRequest: 0,
-    retryStrategy: () => null,
-    enableOfflineQueue: false,
-  });
-  client.on('error', () => undefined);
-  try {
-    await client.connect();
-    return (await client.ping()) === 'PONG';
-  } catch {
-    return false;
-  } finally {
-    client.disconnect();
-  }
-}
+export { redisAnswers };
 
 /**
  * Starts a private redis-server for `cwd`; throws {@link ConfigError} when there is none to start.
  * @param why - why one is needed, the start of the error line when redis-server is missing.
+ * @param log - told when the server dies and is restarted (`inlet dev`'s logger).
  */
 export async function startManagedRedis(
   cwd = process.cwd(),
   why = 'nothing answers on 127.0.0.1:6379',
+  log?: ManagedRedisLog,
 ): Promise<ManagedRedis> {
   const binary = findOnPath('redis-server');
   if (!binary) {
@@ -80,83 +75,68 @@ export async function startManagedRedis(
   const dir = resolve(cwd, STATE_DIR, 'redis');
   mkdirSync(dir, { recursive: true });
   const leftover = await clearLeftover(dir);
-  const port = await freePort();
-  const child = spawn(binary, redisArguments(dir, port), {
-    cwd: dir,
-    detached: true,
-    stdio: 'ignore',
-  });
-  const exited = once(child, 'exit').then(() => undefined);
-  // Whatever way this process ends, it must not leave the server behind.
-  const killOnExit = () => child.kill('SIGTERM');
-  process.once('exit', killOnExit);
+  let server: RedisServer;
   try {
-    await waitUntilReady(child, port, dir);
+    server = await RedisServer.start({ dir, binary, detached: true });
   } catch (error) {
-    child.kill('SIGKILL');
-    process.removeListener('exit', killOnExit);
-    throw error;
+    throw new ConfigError((error as Error).message);
   }
-  const pid = child.pid as number;
-  writeOwner(dir, { devPid: process.pid, redisPid: pid, port });
+  // Whatever way this process ends, it must not leave the server behind.
+  const killOnExit = () => server.kill();
+  process.once('exit', killOnExit);
+  writeOwner(dir, { devPid: process.pid, redisPid: server.pid, port: server.port });
+  if (log) superviseRestarts(server, log);
 
   let stopping: Promise<void> | undefined;
   const stop = () => {
     stopping ??= (async () => {
-      if (child.exitCode === null && child.signalCode === null) {
-        // SIGTERM makes Redis flush the AOF and exit; SIGKILL only if it hangs.
-        child.kill('SIGTERM');
-        const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-        await exited;
-        clearTimeout(timer);
-      }
+      // SIGTERM makes Redis flush the AOF and exit; SIGKILL only if it hangs.
+      await server.stop(10_000);
       process.removeListener('exit', killOnExit);
       rmSync(join(dir, 'owner.json'), { force: true });
     })();
     return stopping;
   };
-  return { url: `redis://127.0.0.1:${port}`, port, pid, dir, leftover, stop };
-}
-
-function redisArguments(dir: string, port: number): string[] {
-  return [
-    '--port',
-    String(port),
-    '--bind',
-    '127.0.0.1',
-    '--dir',
+  return {
+    url: server.url,
+    port: server.port,
+    get pid() {
+      return server.pid;
+    },
     dir,
-    '--logfile',
-    join(dir, 'redis.log'),
-    '--appendonly',
-    'yes',
-    '--appendfsync',
-    'everysec',
-    '--save',
-    '',
-    '--maxmemory-policy',
-    'noeviction',
-    '--daemonize',
-    'no',
-  ];
+    leftover,
+    stop,
+  };
 }
 
-async function waitUntilReady(child: ChildProcess, port: number, dir: string): Promise<void> {
-  let failure: Error | undefined;
-  child.once('error', (error) => {
-    failure = error;
-  });
-  for (let i = 0; i < 100; i++) {
-    if (failure) throw new ConfigError(`redis-server could not start: ${failure.message}`);
-    if (child.exitCode !== null || child.signalCode !== null) {
-      throw new ConfigError(
-        `redis-server exited at start (${lastLogLine(dir)}); see ${join(dir, 'redis.log')}`,
+/**
+ * When the server dies under `inlet dev`, says so at error level and starts it again on the same
+ * port and AOF; gives up, saying so, when it keeps dying.
+ */
+function superviseRestarts(server: RedisServer, log: ManagedRedisLog): void {
+  const deaths: number[] = [];
+  server.onUnexpectedExit(({ code, signal, lastLogLine }) => {
+    const now = Date.now();
+    deaths.push(now);
+    while ((deaths[0] ?? now) < now - RESTART_WINDOW_MS) deaths.shift();
+    const fields = { exitCode: code, signal, redisLog: server.logFile, lastLogLine };
+    if (deaths.length > MAX_RESTARTS) {
+      log.error(
+        fields,
+        `the private redis-server died ${deaths.length} times within a minute: not restarting it; deliveries get 503 until inlet dev is restarted`,
       );
+      return;
     }
-    if (await redisAnswers(`redis://127.0.0.1:${port}`, 200)) return;
-    await new Promise((done) => setTimeout(done, 50));
-  }
-  throw new ConfigError(`redis-server did not answer within 5 s; see ${join(dir, 'redis.log')}`);
+    log.error(fields, 'the private redis-server died; restarting it on its data (AOF)');
+    server.start().then(
+      () => {
+        writeOwner(server.dir, { devPid: process.pid, redisPid: server.pid, port: server.port });
+        log.info({ redisPid: server.pid, port: server.port }, 'private redis-server restarted');
+      },
+      (error: Error) =>
+        log.error({ redisLog: server.logFile }, `could not restart redis-server: ${error.message}`),
+    );
+  });
 }
 
 /**
@@ -214,15 +194,6 @@ function commandOf(pid: number): string {
     } catch {
       return '';
     }
-  }
-}
-
-function lastLogLine(dir: string): string {
-  try {
-    const lines = readFileSync(join(dir, 'redis.log'), 'utf8').trim().split('\n');
-    return lines.at(-1)?.replace(/^\d+:\w \d+ \w+ \d+ [\d:.]+ [#*.-] /, '') ?? 'no log';
-  } catch {
-    return 'no log';
   }
 }
 

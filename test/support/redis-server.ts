@@ -1,94 +1,56 @@
-import { type ChildProcess, spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { freePort } from '../../src/core/free-port.js';
+import { RedisServer } from '../../src/core/redis-server.js';
 
 export { freePort };
 
 /**
- * A private `redis-server` on a free port with its own data folder: never the shared 6379.
- * `stop()` kills it (like a crash), `start()` brings it back on the same port and data. AOF with
- * `appendfsync always`, so that a kill loses nothing Redis acknowledged: what a test sees stored
- * after a restart is what was really stored.
+ * A test's private `redis-server` (src/core/redis-server.ts) on a free port with its own data
+ * folder: never the shared 6379. `stop()` kills it (like a crash), `start()` brings it back on
+ * the same port and data. AOF with `appendfsync always`, so that a kill loses nothing Redis
+ * acknowledged: what a test sees stored after a restart is what was really stored.
  */
 export class TestRedis {
-  readonly dir = mkdtempSync(join(tmpdir(), 'inlet-redis-'));
-  private child: ChildProcess | undefined;
-
-  private constructor(readonly port: number) {}
+  private constructor(private readonly server: RedisServer) {}
 
   static async start(): Promise<TestRedis> {
-    const redis = new TestRedis(await freePort());
-    await redis.start();
-    return redis;
+    const dir = mkdtempSync(join(tmpdir(), 'inlet-redis-'));
+    return new TestRedis(await RedisServer.start({ dir, appendfsync: 'always' }));
+  }
+
+  get port(): number {
+    return this.server.port;
   }
 
   get url(): string {
-    return `redis://127.0.0.1:${this.port}`;
+    return this.server.url;
   }
 
-  async start(): Promise<void> {
-    const child = spawn(
-      'redis-server',
-      [
-        '--port',
-        String(this.port),
-        '--bind',
-        '127.0.0.1',
-        '--dir',
-        this.dir,
-        '--save',
-        '',
-        '--appendonly',
-        'yes',
-        '--appendfsync',
-        'always',
-        '--maxmemory-policy',
-        'noeviction',
-      ],
-      { stdio: 'ignore' },
-    );
-    this.child = child;
-    const client = new Redis(this.url, {
-      lazyConnect: true,
-      maxRetriesPerRequest: 0,
-      retryStrategy: () => null,
-    });
-    client.on('error', () => undefined); // refused until the server is up: expected here
-    for (let i = 0; i < 100; i++) {
-      try {
-        await client.connect();
-        await client.ping();
-        client.disconnect();
-        return;
-      } catch {
-        client.disconnect();
-        await new Promise((resolve) => setTimeout(resolve, 50));
-      }
-    }
-    throw new Error(`redis-server did not start on port ${this.port}`);
+  get dir(): string {
+    return this.server.dir;
+  }
+
+  /** Starts it again on the same port and data, after {@link stop}. */
+  start(): Promise<void> {
+    return this.server.start();
   }
 
   /** Kills the server at once, as a crash would. */
-  async stop(): Promise<void> {
-    const child = this.child;
-    this.child = undefined;
-    if (!child || child.exitCode !== null) return;
-    child.kill('SIGKILL');
-    await once(child, 'exit');
+  stop(): Promise<void> {
+    return this.server.crash();
   }
 
   /** Stops the server's process (SIGSTOP): connections stay open, nothing is answered. */
   freeze(): void {
-    if (this.child?.pid) process.kill(this.child.pid, 'SIGSTOP');
+    this.server.freeze();
   }
 
   /** Lets a frozen server go on (SIGCONT). */
   thaw(): void {
-    if (this.child?.pid) process.kill(this.child.pid, 'SIGCONT');
+    this.server.thaw();
   }
 
   /** A fresh client for assertions; the caller closes it. */
@@ -99,7 +61,7 @@ export class TestRedis {
   }
 
   async destroy(): Promise<void> {
-    await this.stop();
+    await this.server.crash();
     rmSync(this.dir, { recursive: true, force: true });
   }
 }
