@@ -6,12 +6,6 @@ import { markProcessorDone2 } from '../core/scripts/mark-processor-done-2.js';
 import { defineScripts } from '../core/scripts/redis-script.js';
 import { releasePredictionLock1 } from '../core/scripts/release-prediction-lock-1.js';
 import { renewPredictionLock1 } from '../core/scripts/renew-prediction-lock-1.js';
-import {
-  type FigureSink,
-  recordProcessorRun,
-  recordWorkerEvent,
-  type WorkerEvent,
-} from '../core/worker-figures.js';
 
 /**
  * Keys of the ledger, all under `INLET_PREFIX`:
@@ -49,27 +43,13 @@ export type BeginOutcome =
   | { kind: 'busy'; waits: number }
   | { kind: 'run'; pending: string[] };
 
-/** One processor run that did not succeed, for the figures. */
-export interface FailedRun {
-  processor: string;
-  seconds: number;
-}
-
 export interface LedgerOptions {
   prefix: string;
   /** Lifetime of the prediction lock without renewal (the worker's lock duration). */
   lockTtlMs: number;
   /** How long ledger entries outlive their last write. */
   retentionSeconds: number;
-  /** Where processor runs and delivery events are counted (a FigureTally in workers). */
-  figures: FigureSink;
 }
-
-/** What the dispatcher needs of a ledger: {@link PredictionLedger}, or a test's double. */
-export type Ledger = Pick<
-  PredictionLedger,
-  'begin' | 'markDone' | 'hold' | 'complete' | 'fail' | 'release' | 'recordFailedRuns'
->;
 
 /** A held prediction lock, renewed until {@link LockHold.stop}. */
 export interface LockHold {
@@ -81,7 +61,8 @@ export interface LockHold {
  * worker processes: which terminal processors succeeded once per prediction, which processors
  * succeeded on each delivery, and one lock per prediction so that its processors never run at
  * the same time. Every step that must be atomic is one script (src/core/scripts/) or one MULTI,
- * and every step is safe to resend after a reconnect.
+ * and every step is safe to resend after a reconnect. It stores; it does not count (the worker's
+ * figures are kept by CountedLedger, counted-ledger.ts).
  *
  * How a try ends, and the prediction lock (docs/design.md has the whole table):
  *
@@ -137,16 +118,11 @@ export class PredictionLedger {
   }
 
   /**
-   * Records a processor's success in the try `token` (and counts the run). Resolves `false` only
+   * Records a processor's success in the try `token`. Resolves `false` only
    * when another try had recorded the terminal processor's success for the prediction: it really
    * ran twice. A resend of this call after a reconnect still resolves `true`.
    */
-  async markDone(
-    delivery: DeliveryRef,
-    processor: string,
-    seconds: number,
-    token: string,
-  ): Promise<boolean> {
+  async markDone(delivery: DeliveryRef, processor: string, token: string): Promise<boolean> {
     const { prefix, retentionSeconds } = this.options;
     const first = await this.redis.markProcessorDone(
       ledgerKeys.prediction(prefix, delivery.predictionId),
@@ -157,7 +133,6 @@ export class PredictionLedger {
       retentionSeconds,
       token,
     );
-    recordProcessorRun(this.options.figures, prefix, processor, true, seconds);
     return first === 1;
   }
 
@@ -193,32 +168,26 @@ export class PredictionLedger {
   }
 
   /**
-   * Ends a delivery that has nothing left to do: releases the lock when `token` holds it, forgets
-   * the delivery's progress and counts `event`.
+   * Ends a delivery that has nothing left to do: releases the lock when `token` holds it and
+   * forgets the delivery's progress.
    */
-  async complete(
-    delivery: DeliveryRef,
-    token: string | undefined,
-    event: WorkerEvent,
-  ): Promise<void> {
+  async complete(delivery: DeliveryRef, token: string | undefined): Promise<void> {
     const { prefix } = this.options;
     await this.redis.finishDelivery(
       ledgerKeys.lock(prefix, delivery.predictionId),
       ledgerKeys.delivery(prefix, delivery.webhookId),
       token ?? '',
     );
-    recordWorkerEvent(this.options.figures, prefix, event);
   }
 
   /**
-   * Ends a failed try: releases the lock when `token` is given, keeps which processors failed with the error (read by
-   * `inlet replay`), and counts the try as `retried` or `dead_lettered`.
+   * Ends a failed try: releases the lock when `token` is given, and keeps which processors
+   * failed with the error (read by `inlet replay`).
    */
   async fail(
     delivery: DeliveryRef,
     token: string | undefined,
-    failure: { processors: string[]; error: string; attempts: number; final: boolean },
-    failedRuns: FailedRun[],
+    failure: { processors: string[]; error: string; attempts: number },
   ): Promise<void> {
     const { prefix, retentionSeconds } = this.options;
     const deliveryKey = ledgerKeys.delivery(prefix, delivery.webhookId);
@@ -233,34 +202,14 @@ export class PredictionLedger {
     });
     tx.expire(deliveryKey, retentionSeconds);
     await exec(tx);
-    this.addRuns(failedRuns);
-    recordWorkerEvent(this.options.figures, prefix, failure.final ? 'dead_lettered' : 'retried');
   }
 
-  /** Releases the lock of a delivery handed back to the queue, recording the runs cut short. */
-  async release(delivery: DeliveryRef, token: string, failedRuns: FailedRun[]): Promise<void> {
+  /** Releases the lock of a delivery handed back to the queue. */
+  async release(delivery: DeliveryRef, token: string): Promise<void> {
     await this.redis.releasePredictionLock(
       ledgerKeys.lock(this.options.prefix, delivery.predictionId),
       token,
     );
-    this.addRuns(failedRuns);
-  }
-
-  /** Counts runs that did not succeed; used alone when nothing else is written. */
-  recordFailedRuns(failedRuns: FailedRun[]): void {
-    this.addRuns(failedRuns);
-  }
-
-  private addRuns(runs: FailedRun[]): void {
-    for (const run of runs) {
-      recordProcessorRun(
-        this.options.figures,
-        this.options.prefix,
-        run.processor,
-        false,
-        run.seconds,
-      );
-    }
   }
 }
 

@@ -7,6 +7,7 @@ import { closeRedis, createRedis } from '../core/redis.js';
 import { FigureTally } from '../core/worker-figures.js';
 import loggingProcessor from '../processors/logging.js';
 import { backoffStrategy } from './backoff.js';
+import { CountedLedger } from './counted-ledger.js';
 import { DeliveryDispatcher, type DeliveryResult } from './dispatch-delivery.js';
 import { loadProcessors } from './load-processors.js';
 import { ledgerKeys, PredictionLedger } from './prediction-ledger.js';
@@ -58,12 +59,15 @@ export async function startWorker(options: WorkerStartOptions): Promise<InletWor
   const ledgerRedis = createRedis(config.REDIS_URL, { role: 'patient', name: 'inlet:ledger' });
   ledgerRedis.on('error', () => undefined); // the worker's own connection reports the outage
   const figures = new FigureTally(ledgerRedis);
-  const ledger = new PredictionLedger(ledgerRedis, {
-    prefix: config.INLET_PREFIX,
-    lockTtlMs: config.INLET_LOCK_DURATION_MS,
-    retentionSeconds,
+  const ledger = new CountedLedger(
+    new PredictionLedger(ledgerRedis, {
+      prefix: config.INLET_PREFIX,
+      lockTtlMs: config.INLET_LOCK_DURATION_MS,
+      retentionSeconds,
+    }),
     figures,
-  });
+    config.INLET_PREFIX,
+  );
   const dispatcher = new DeliveryDispatcher({
     ledger,
     processors,
