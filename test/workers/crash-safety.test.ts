@@ -1,20 +1,10 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { redriveDeadLetters } from '../../src/workers/dead-letter.js';
-import { samplePrediction } from '../support/deliveries.js';
 import { TestRedis } from '../support/redis-server.js';
-import {
-  type WorkerCluster as Cluster,
-  fixture,
-  WorkerCluster,
-  waitFor,
-} from './fixtures/harness.js';
+import { pidOf, SLOW_PROCESSORS, slowDelivery, WorkerCluster } from './fixtures/harness.js';
 
 const TIMEOUT = { timeout: 120_000 };
-const PROCESSORS = ['record-a.ts', 'slow.ts'].map(fixture).join(',');
-
-/** Which worker process a recorded entry came from. */
-const pidOf = (entry: string | undefined) => Number(entry?.split('|')[3]);
 
 describe('crash safety', () => {
   let redis: TestRedis;
@@ -26,25 +16,11 @@ describe('crash safety', () => {
     await redis.destroy();
   });
 
-  /** Starts two workers, delivers a slow prediction and waits until `slow` is running. */
-  async function slowDelivery(cluster: Cluster, input: Record<string, unknown>) {
-    const workers = await cluster.startWorkers(2);
-    const prediction = samplePrediction('succeeded');
-    prediction.input = input;
-    const id = await cluster.deliver(prediction);
-    await waitFor(async () => (await cluster.runs('slow', 'tries')).length === 1, 20_000, 'slow');
-    const pid = pidOf((await cluster.runs('slow', 'tries'))[0]);
-    const holder = workers.find((w) => w.pid === pid);
-    const other = workers.find((w) => w.pid !== pid);
-    assert.ok(holder && other);
-    return { id, holder, other };
-  }
-
   it(
     'finishes a SIGKILLed worker’s job on the other worker, without re-running what succeeded',
     TIMEOUT,
     async () => {
-      const cluster = await WorkerCluster.start(redis, { INLET_PROCESSORS: PROCESSORS });
+      const cluster = await WorkerCluster.start(redis, { INLET_PROCESSORS: SLOW_PROCESSORS });
       try {
         const { id, holder, other } = await slowDelivery(cluster, { sleepMs: 2500 });
         holder.kill('SIGKILL');
@@ -72,7 +48,7 @@ describe('crash safety', () => {
     TIMEOUT,
     async () => {
       const cluster = await WorkerCluster.start(redis, {
-        INLET_PROCESSORS: PROCESSORS,
+        INLET_PROCESSORS: SLOW_PROCESSORS,
         INLET_MAX_STALLED_COUNT: '0',
       });
       try {

@@ -1,19 +1,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { samplePrediction } from '../support/deliveries.js';
 import { TestRedis } from '../support/redis-server.js';
-import {
-  type WorkerCluster as Cluster,
-  fixture,
-  WorkerCluster,
-  waitFor,
-} from './fixtures/harness.js';
+import { pidOf, SLOW_PROCESSORS, slowDelivery, WorkerCluster } from './fixtures/harness.js';
 
 const TIMEOUT = { timeout: 120_000 };
-const PROCESSORS = ['record-a.ts', 'slow.ts'].map(fixture).join(',');
-
-/** Which worker process a recorded entry came from. */
-const pidOf = (entry: string | undefined) => Number(entry?.split('|')[3]);
 
 describe('stopping a worker (SIGTERM)', () => {
   let redis: TestRedis;
@@ -25,26 +15,12 @@ describe('stopping a worker (SIGTERM)', () => {
     await redis.destroy();
   });
 
-  /** Starts two workers, delivers a slow prediction and waits until `slow` is running. */
-  async function slowDelivery(cluster: Cluster, input: Record<string, unknown>) {
-    const workers = await cluster.startWorkers(2);
-    const prediction = samplePrediction('succeeded');
-    prediction.input = input;
-    const id = await cluster.deliver(prediction);
-    await waitFor(async () => (await cluster.runs('slow', 'tries')).length === 1, 20_000, 'slow');
-    const pid = pidOf((await cluster.runs('slow', 'tries'))[0]);
-    const holder = workers.find((w) => w.pid === pid);
-    const other = workers.find((w) => w.pid !== pid);
-    assert.ok(holder && other);
-    return { id, holder, other };
-  }
-
   it(
     'on SIGTERM lets a running job finish within the grace period, then exits 0',
     TIMEOUT,
     async () => {
       const cluster = await WorkerCluster.start(redis, {
-        INLET_PROCESSORS: PROCESSORS,
+        INLET_PROCESSORS: SLOW_PROCESSORS,
         INLET_SHUTDOWN_GRACE_MS: '10000',
       });
       try {
@@ -66,7 +42,7 @@ describe('stopping a worker (SIGTERM)', () => {
     TIMEOUT,
     async () => {
       const cluster = await WorkerCluster.start(redis, {
-        INLET_PROCESSORS: PROCESSORS,
+        INLET_PROCESSORS: SLOW_PROCESSORS,
         INLET_SHUTDOWN_GRACE_MS: '300',
       });
       try {
@@ -92,7 +68,7 @@ describe('stopping a worker (SIGTERM)', () => {
     TIMEOUT,
     async () => {
       const cluster = await WorkerCluster.start(redis, {
-        INLET_PROCESSORS: PROCESSORS,
+        INLET_PROCESSORS: SLOW_PROCESSORS,
         INLET_SHUTDOWN_GRACE_MS: '200',
       });
       try {
