@@ -10,14 +10,15 @@ import { renewPredictionLock1 } from '../core/scripts/renew-prediction-lock-1.js
 /**
  * Keys of the ledger, all under `INLET_PREFIX`:
  * - `<prefix>:prediction:<id>` HASH: `status` and `terminalAt` once a terminal delivery was
- *   seen; `done:<processor>` → the webhook id whose run succeeded (terminal processors, once per
- *   prediction); `skipped` → deliveries recorded but not dispatched after the terminal state.
- *   Expires `retentionSeconds` after its last write.
- * - `<prefix>:prediction:<id>:lock` STRING: token of the delivery running processors for the
+ *   seen; `done:<processor>` → `<webhook id> <try token>` of the run that succeeded (terminal
+ *   processors, once per prediction); `skipped` → deliveries recorded but not dispatched after
+ *   the terminal state. Expires `retentionSeconds` after its last write.
+ * - `<prefix>:prediction:<id>:lock` STRING: token of the try running processors for the
  *   prediction; expires after `lockTtlMs` unless renewed, so a dead worker's hold lapses.
  * - `<prefix>:delivery:<webhook-id>` HASH: `predictionId`, `status`, `done:<processor>` for each
  *   processor that succeeded on this delivery, `waits` (times it found the prediction busy),
- *   and after a failed try `failed` (JSON array of processor names), `error`, `attempts`.
+ *   `try` (the token of its latest try, so that a resent script counts nothing twice), and after
+ *   a failed try `failed` (JSON array of processor names), `error`, `attempts`.
  *   Deleted when the delivery completes; kept `retentionSeconds` while it is retried or
  *   dead-lettered, which is where `inlet replay` reads the failed processors from.
  */
