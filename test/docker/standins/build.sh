@@ -47,8 +47,12 @@ recipe() {
   { cat "$here"/build.sh "$here"/*-entrypoint.sh; echo "$1 $suite $mirror"; cat "$ca_bundle"; } |
     sha256sum | cut -c1-16
 }
+# True when $1 needs no build: a stand-in of the same recipe, or an image that is no stand-in
+# (the official one, pulled), which is kept.
 current() {
-  [ "$(docker image inspect --format '{{ index .Config.Labels "inlet.standin.recipe" }}' "$1" 2>/dev/null)" = "$2" ]
+  local label
+  label=$(docker image inspect --format '{{ index .Config.Labels "inlet.standin.recipe" }}' "$1" 2>/dev/null) || return 1
+  [ "$label" = "$2" ] || [ "$label" = "<no value>" ] || [ -z "$label" ]
 }
 
 # A minimal root filesystem of $suite, as debian:<suite>-slim starts from; debootstrapped once.
