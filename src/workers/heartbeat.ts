@@ -16,6 +16,7 @@ export const HEARTBEAT_MAX_AGE_MS = 10_000;
 export class WorkerHeartbeat {
   private readonly timer: NodeJS.Timeout;
   private created = false;
+  private stopped = false;
 
   constructor(
     private readonly path: string,
@@ -28,7 +29,7 @@ export class WorkerHeartbeat {
   }
 
   private async beat(): Promise<void> {
-    if (!this.alive()) return;
+    if (this.stopped || !this.alive()) return;
     const now = new Date();
     try {
       if (this.created) await utimes(this.path, now, now);
@@ -39,10 +40,13 @@ export class WorkerHeartbeat {
     } catch {
       this.created = false;
     }
+    // A beat that was writing while `stop()` ran must not leave the file behind.
+    if (this.stopped) rmSync(this.path, { force: true });
   }
 
   /** Stops beating and removes the file, so that a stopped worker is never reported healthy. */
   stop(): void {
+    this.stopped = true;
     clearInterval(this.timer);
     rmSync(this.path, { force: true });
   }
