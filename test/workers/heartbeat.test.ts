@@ -87,3 +87,17 @@ describe('inlet worker --heartbeat-file and inlet healthcheck', () => {
     );
   });
 });
+
+describe('inlet healthcheck usage', () => {
+  test('a bad --max-age or a missing file argument: one line, non-zero exit', async () => {
+    const bad = await runCli(['healthcheck', 'x', '--max-age', '0']);
+    assert.notEqual(bad.code, 0);
+    assert.equal(
+      bad.stderr,
+      "error: option '--max-age <ms>' argument '0' is invalid. expected a positive number of milliseconds\n",
+    );
+    const missing = await runCli(['healthcheck']);
+    assert.notEqual(missing.code, 0);
+    assert.equal(missing.stderr, "error: missing required argument 'file'\n");
+  });
+});
