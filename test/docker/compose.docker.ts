@@ -211,6 +211,27 @@ describe('docker compose, for real', { skip, timeout: 20 * 60_000 }, () => {
       t.diagnostic(`inlet:local is ${Math.round(Number(size) / 1e6)} MB`);
     });
 
+    await t.test("the worker's healthcheck follows its Redis connection", async () => {
+      const [worker] = await containers('worker');
+      // The compose healthcheck's own command, with a shorter allowed age to be quick.
+      const check = () =>
+        run('docker', [
+          'exec',
+          worker as string,
+          ...['node', 'dist/cli/main.js', 'healthcheck', '/tmp/inlet-worker.heartbeat'],
+          ...['--max-age', '3000'],
+        ]).then(
+          () => true,
+          () => false,
+        );
+      assert.equal(await check(), true);
+      await compose('stop', 'redis');
+      await eventually('unhealthy without Redis', async () => !(await check()), 60_000);
+      await compose('start', 'redis');
+      await eventually('healthy again', check, 60_000);
+      await eventually('all healthy', () => healthy({ redis: 1, ingest: 1, worker: 1 }), 120_000);
+    });
+
     await t.test('the image holds no dev dependency and runs as node on Node 24', async () => {
       const [id] = await containers('ingest');
       const { stdout } = await run('docker', [
