@@ -1,10 +1,9 @@
-# syntax=docker/dockerfile:1
 # One image for both roles: the ingest by default, `command: ["worker"]` for a worker.
-# CI runs the build and start commands below outside containers (test/docker/image.test.ts reads
-# them from this file), so the recipe cannot rot unseen: keep RUN, ENTRYPOINT and CMD in
-# exec form and keep the build to `npm ci` and `npm run build`.
+# CI builds it with a real Docker engine and runs the README's compose recipe against it
+# (`npm run test:docker`). No `# syntax=` line: it builds offline once its base image is present.
 
-ARG NODE_VERSION=20
+# A maintained Node LTS line, pinned to the exact release CI builds and tests on.
+ARG NODE_VERSION=24.21.0
 
 # Compile TypeScript with the dev dependencies.
 FROM node:${NODE_VERSION}-bookworm-slim AS build
@@ -20,6 +19,9 @@ FROM node:${NODE_VERSION}-bookworm-slim AS production-deps
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN ["npm", "ci", "--omit=dev", "--no-audit", "--no-fund"]
+# TypeScript is a devDependency and also an optional peer of valibot (through bull-board), so
+# `--omit=dev` keeps it; nothing needs it at run time.
+RUN ["rm", "-rf", "node_modules/typescript"]
 
 FROM node:${NODE_VERSION}-bookworm-slim
 ENV NODE_ENV=production

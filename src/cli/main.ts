@@ -2,6 +2,7 @@
 import { Command, CommanderError } from 'commander';
 import { ConfigError } from '../core/config.js';
 import { devCommand } from './dev.js';
+import { healthcheckCommand } from './healthcheck.js';
 import { ingestCommand } from './ingest.js';
 import { replayCommand } from './replay.js';
 import { secretCommand } from './secret.js';
@@ -23,6 +24,7 @@ program.addCommand(sendCommand());
 program.addCommand(secretCommand());
 program.addCommand(devCommand());
 program.addCommand(replayCommand());
+program.addCommand(healthcheckCommand());
 
 try {
   await program.parseAsync(process.argv);

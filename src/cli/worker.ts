@@ -9,11 +9,15 @@ export function workerCommand(): Command {
       'after',
       '\nConfigured by environment variables: REDIS_URL, INLET_PROCESSORS, WORKER_CONCURRENCY,\nINLET_ATTEMPTS, INLET_BACKOFF_MS, INLET_SHUTDOWN_GRACE_MS, … See the README for the full table.\nOn SIGTERM it stops taking jobs, lets running ones finish, then hands back the rest.',
     )
-    .action(() =>
+    .option(
+      '--heartbeat-file <file>',
+      'keep this file fresh while connected, for `inlet healthcheck <file>`',
+    )
+    .action((options: { heartbeatFile?: string }) =>
       runService('worker', async (config, logger) => {
         // Loaded here, not at the top: `inlet --help` and the light commands start without it.
         const { startWorker } = await import('../workers/worker.js');
-        return startWorker({ config, logger });
+        return startWorker({ config, logger, heartbeatFile: options.heartbeatFile });
       }),
     );
 }

@@ -9,6 +9,7 @@ import loggingProcessor from '../processors/logging.js';
 import { backoffStrategy } from './backoff.js';
 import { CountedLedger } from './counted-ledger.js';
 import { DeliveryDispatcher, type DeliveryResult } from './dispatch-delivery.js';
+import { WorkerHeartbeat } from './heartbeat.js';
 import { loadProcessors } from './load-processors.js';
 import { ledgerKeys, PredictionLedger } from './prediction-ledger.js';
 import type { Processor } from './processor.js';
@@ -18,6 +19,8 @@ export interface WorkerStartOptions {
   logger: Logger;
   /** The processors to run; left out, they are loaded from `INLET_PROCESSORS`. */
   processors?: Processor[];
+  /** Kept fresh while the worker runs connected to Redis, for `inlet healthcheck`. */
+  heartbeatFile?: string;
 }
 
 /** A running worker. */
@@ -99,8 +102,17 @@ export async function startWorker(options: WorkerStartOptions): Promise<InletWor
     ),
   );
 
+  const heartbeat =
+    options.heartbeatFile === undefined
+      ? undefined
+      : new WorkerHeartbeat(
+          options.heartbeatFile,
+          () => redis.status === 'ready' && worker.isRunning(),
+        );
+
   let closing: Promise<void> | undefined;
   const close = () => {
+    heartbeat?.stop();
     closing ??= shutdown(worker, dispatcher, config.INLET_SHUTDOWN_GRACE_MS, logger)
       .finally(() => figures.close())
       .finally(() => Promise.all([closeRedis(redis), closeRedis(ledgerRedis)]));
