@@ -18,10 +18,17 @@ export class TestRedis {
   readonly dir = mkdtempSync(join(tmpdir(), 'inlet-redis-'));
   private child: ChildProcess | undefined;
 
-  private constructor(readonly port: number) {}
+  private constructor(
+    readonly port: number,
+    private readonly appendfsync: 'always' | 'everysec',
+  ) {}
 
-  static async start(): Promise<TestRedis> {
-    const redis = new TestRedis(await freePort());
+  /**
+   * @param options.appendfsync - `everysec` runs as the compose file does (a killed process still
+   *   loses nothing acknowledged; a host crash could). @defaultValue `always`
+   */
+  static async start(options: { appendfsync?: 'always' | 'everysec' } = {}): Promise<TestRedis> {
+    const redis = new TestRedis(await freePort(), options.appendfsync ?? 'always');
     await redis.start();
     return redis;
   }
@@ -45,7 +52,7 @@ export class TestRedis {
         '--appendonly',
         'yes',
         '--appendfsync',
-        'always',
+        this.appendfsync,
         '--maxmemory-policy',
         'noeviction',
       ],
