@@ -168,14 +168,14 @@ function show(name: string, input: Record<string, string | undefined>): string {
 }
 
 /**
- * `text` with the credentials of any URL in it replaced by `***`: the user-info part
+ * `text` with the credentials of any URL in it replaced by `…`: the user-info part
  * (`redis://user:password@host`) and `password=` query parameters. For anything that prints a
  * configured URL: errors, logs, CLI messages. Works on text that is not a valid URL too.
  */
 export function redactUrl(text: string): string {
   return text
-    .replace(/(\/\/)[^/?#\s@]*@/g, '$1***@')
-    .replace(/([?&](?:password|pass|pwd)=)[^&#\s]*/gi, '$1***');
+    .replace(/(\/\/)[^/?#\s@]*@/g, '$1…@')
+    .replace(/([?&](?:password|pass|pwd)=)[^&#\s]*/gi, '$1…');
 }
 
 /**

@@ -10,9 +10,7 @@
  * replaced, one ingest is killed (-9) and the other stopped with SIGTERM, each then restarted.
  */
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { Agent, request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -20,8 +18,9 @@ import { Queue } from 'bullmq';
 import { QUEUE_NAME } from '../../src/core/job.js';
 import { TERMINAL_STATUSES } from '../../src/core/prediction.js';
 import { type CliProcess, spawnCli, stopCli } from '../support/cli.js';
-import { makeSecret, randomId, samplePrediction, signedHeaders } from '../support/deliveries.js';
+import { makeSecret } from '../support/deliveries.js';
 import { freePort, TestRedis } from '../support/redis-server.js';
+import { ReplicateSender } from './replicate-sender.js';
 
 /** How long predictions are sent; the events below happen within it. */
 const LOAD_MS = Number(process.env.CHAOS_LOAD_MS ?? 45_000);
@@ -29,24 +28,8 @@ const LOAD_MS = Number(process.env.CHAOS_LOAD_MS ?? 45_000);
 const SENDERS = 12;
 /** How long the sender keeps retrying one terminal delivery (Replicate: about a minute). */
 const RETRY_FOR_MS = 60_000;
-const TERMINALS = ['succeeded', 'failed', 'canceled', 'aborted'] as const;
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-interface Figures {
-  predictions: number;
-  deliveries: number;
-  acknowledged: number;
-  terminalAcknowledged: number;
-  repeats: number;
-  answered503: number;
-  missingRetryAfter: number;
-  other5xx: number;
-  other4xx: number;
-  connectionErrors: number;
-  terminalGivenUp: number;
-  events: string[];
-}
 
 describe('the pipeline under chaos', () => {
   const secret = makeSecret();
@@ -116,94 +99,11 @@ describe('the pipeline under chaos', () => {
   });
 
   it('loses no acknowledged terminal delivery, runs none twice, and drains', async () => {
-    const figures: Figures = {
-      predictions: 0,
-      deliveries: 0,
-      acknowledged: 0,
-      terminalAcknowledged: 0,
-      repeats: 0,
-      answered503: 0,
-      missingRetryAfter: 0,
-      other5xx: 0,
-      other4xx: 0,
-      connectionErrors: 0,
-      terminalGivenUp: 0,
-      events: [],
-    };
     const started = performance.now();
     const at = () => `${((performance.now() - started) / 1000).toFixed(1)} s`;
-    const event = (what: string) => figures.events.push(`${at()} ${what}`);
-    /** Prediction id → its terminal status, for each terminal delivery acknowledged. */
-    const acknowledged = new Map<string, string>();
-    const agent = new Agent({ keepAlive: true, maxSockets: SENDERS * 2 });
-    let next = 0;
-
-    /** One POST to one ingest: the status, or 0 for a connection error. */
-    const post = (port: number, body: string, headers: Record<string, string>) =>
-      new Promise<{ status: number; retryAfter?: string }>((resolve) => {
-        const req = request(
-          { host: '127.0.0.1', port, path: '/webhooks/replicate', method: 'POST', agent, headers },
-          (res) => {
-            res.resume();
-            res.on('end', () =>
-              resolve({ status: res.statusCode ?? 0, retryAfter: res.headers['retry-after'] }),
-            );
-            res.on('error', () => resolve({ status: 0 }));
-          },
-        );
-        req.setTimeout(10_000, () => req.destroy());
-        req.on('error', () => resolve({ status: 0 }));
-        req.end(body);
-      });
-
-    /** Delivers once; a terminal delivery is retried with backoff, failing over between ingests. */
-    async function deliver(body: string, webhookId: string, terminal: boolean): Promise<boolean> {
-      const deadline = performance.now() + RETRY_FOR_MS;
-      for (let attempt = 0; ; attempt++) {
-        const port = ingestPorts[(next++ + attempt) % ingestPorts.length] as number;
-        figures.deliveries++;
-        const answer = await post(port, body, signedHeaders(secret, body, webhookId));
-        if (answer.status === 202 || answer.status === 200) {
-          figures.acknowledged++;
-          return true;
-        }
-        if (answer.status === 0) figures.connectionErrors++;
-        else if (answer.status === 503) {
-          figures.answered503++;
-          if (answer.retryAfter === undefined) figures.missingRetryAfter++;
-        } else if (answer.status >= 500) figures.other5xx++;
-        else figures.other4xx++;
-        if (!terminal || answer.status === 400 || answer.status === 401) return false;
-        if (performance.now() > deadline) {
-          figures.terminalGivenUp++;
-          return false;
-        }
-        await sleep(Math.min(2000, 50 * 2 ** attempt) * (0.5 + Math.random() / 2));
-      }
-    }
-
-    async function sender(): Promise<void> {
-      while (performance.now() - started < LOAD_MS) {
-        const id = randomId();
-        figures.predictions++;
-        for (const status of ['starting', 'processing'] as const) {
-          await deliver(JSON.stringify(samplePrediction(status, id)), webhookIdFor(), false);
-        }
-        const terminal = TERMINALS[figures.predictions % TERMINALS.length] as string;
-        const body = JSON.stringify({ ...samplePrediction('succeeded', id), status: terminal });
-        const webhookId = webhookIdFor();
-        if (await deliver(body, webhookId, true)) {
-          acknowledged.set(id, terminal);
-          figures.terminalAcknowledged++;
-          // Replicate may deliver again: the same message, or the same state as a new one.
-          if (figures.predictions % 10 === 0) {
-            figures.repeats += 2;
-            await deliver(body, webhookId, true);
-            await deliver(body, webhookIdFor(), true);
-          }
-        }
-      }
-    }
+    const sender = new ReplicateSender({ secret, ports: ingestPorts, retryForMs: RETRY_FOR_MS });
+    const events: string[] = [];
+    const event = (what: string) => events.push(`${at()} ${what}`);
 
     async function chaos(): Promise<void> {
       const step = LOAD_MS / 8;
@@ -240,9 +140,11 @@ describe('the pipeline under chaos', () => {
       event('worker 1 stopped with SIGTERM and replaced');
     }
 
-    await Promise.all([chaos(), ...Array.from({ length: SENDERS }, sender)]);
-    agent.destroy();
+    const until = started + LOAD_MS;
+    await Promise.all([chaos(), ...Array.from({ length: SENDERS }, () => sender.run(until))]);
+    sender.close();
     event('load over');
+    const { figures, acknowledged } = sender;
 
     // The queue drains: nothing waiting, running, delayed, nor dead-lettered.
     const queue = new Queue(QUEUE_NAME, { connection: { url: redis.url }, prefix: 'inlet' });
@@ -282,7 +184,7 @@ describe('the pipeline under chaos', () => {
       `  503 ${figures.answered503} (without Retry-After ${figures.missingRetryAfter}), other 5xx ${figures.other5xx}, 4xx ${figures.other4xx}, connection errors ${figures.connectionErrors}`,
       `  terminal deliveries given up after ${RETRY_FOR_MS / 1000} s of retries: ${figures.terminalGivenUp}`,
       `  effects: lost ${lost.length}, run twice ${twice.length} (after a SIGKILL between run and record: ${twice.length - twiceUnexplained.length}), wrong state ${wrongState.length}`,
-      ...figures.events.map((e) => `  ${e}`),
+      ...events.map((e) => `  ${e}`),
     ].join('\n');
     process.stdout.write(`${report.replace(/^/gm, '# ')}\n`);
 
@@ -299,7 +201,3 @@ describe('the pipeline under chaos', () => {
     assert.equal(counts.failed ?? 0, 0, `nothing dead-lettered\n${report}`);
   });
 });
-
-function webhookIdFor(): string {
-  return `msg_${randomBytes(12).toString('hex')}`;
-}

@@ -31,7 +31,7 @@ describe('configuration errors at the command line', () => {
       assert.equal(result.code, 2, command);
       assert.match(
         result.stderr,
-        /^inlet: REDIS_URL: .*redis:\/\/\*\*\*@127\.0\.0\.1:port/,
+        /^inlet: REDIS_URL: .*redis:\/\/…@127\.0\.0\.1:port/,
         command,
       );
       assert.ok(!`${result.stdout}${result.stderr}`.includes('hunter2'), command);

@@ -100,9 +100,9 @@ describe('loadConfig', () => {
         },
       );
     }
-    assert.equal(redactUrl('redis://u:p@h:1/0'), 'redis://***@h:1/0');
-    assert.equal(redactUrl('at rediss://:p@h and redis://h'), 'at rediss://***@h and redis://h');
-    assert.equal(redactUrl('redis://h?db=1&password=p'), 'redis://h?db=1&password=***');
+    assert.equal(redactUrl('redis://u:p@h:1/0'), 'redis://…@h:1/0');
+    assert.equal(redactUrl('at rediss://:p@h and redis://h'), 'at rediss://…@h and redis://h');
+    assert.equal(redactUrl('redis://h?db=1&password=p'), 'redis://h?db=1&password=…');
   });
 
   it('takes only 1 or 0 for INLET_INSECURE_SKIP_VERIFY', () => {
