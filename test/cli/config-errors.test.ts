@@ -29,11 +29,7 @@ describe('configuration errors at the command line', () => {
         env: { REDIS_URL: 'redis://inlet:hunter2secret@127.0.0.1:port' },
       });
       assert.equal(result.code, 2, command);
-      assert.match(
-        result.stderr,
-        /^inlet: REDIS_URL: .*redis:\/\/…@127\.0\.0\.1:port/,
-        command,
-      );
+      assert.match(result.stderr, /^inlet: REDIS_URL: .*redis:\/\/…@127\.0\.0\.1:port/, command);
       assert.ok(!`${result.stdout}${result.stderr}`.includes('hunter2'), command);
     }
   });
