@@ -37,8 +37,8 @@ Same variables as ingest and worker (INLET_PROCESSORS, PORT, …).`,
       let ingest: IngestServer | undefined;
       let worker: InletWorker | undefined;
       const stop = async () => {
-        await worker?.close();
-        await ingest?.close();
+        // Side by side: each is bounded (the worker by grace + 2 s, even with Redis away).
+        await Promise.all([worker?.close(), ingest?.close()]);
         await redis.managed?.stop();
         if (redis.managed) logger.info('private redis-server stopped');
         flushLogger(logger);

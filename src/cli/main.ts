@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { Command, CommanderError } from 'commander';
-import { ConfigError } from '../core/config.js';
+import { ConfigError, redactUrl } from '../core/config.js';
 import { devCommand } from './dev.js';
 import { healthcheckCommand } from './healthcheck.js';
 import { ingestCommand } from './ingest.js';
@@ -33,7 +33,7 @@ try {
     // Commander already printed its one line (or the help); keep its exit code.
     process.exit(error.exitCode);
   }
-  const message = error instanceof ConfigError ? error.message : (error as Error).message;
-  process.stderr.write(`inlet: ${message}\n`);
+  // Whatever the error quotes (a connection string in a driver's message), no credentials.
+  process.stderr.write(`inlet: ${redactUrl((error as Error).message)}\n`);
   process.exit(error instanceof ConfigError ? 2 : 1);
 }

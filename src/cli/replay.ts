@@ -1,7 +1,7 @@
 import cliProgress from 'cli-progress';
 import { Command } from 'commander';
 import type { Redis } from 'ioredis';
-import { ConfigError, loadConfig } from '../core/config.js';
+import { ConfigError, loadConfig, redactUrl } from '../core/config.js';
 import { closeRedis, createRedis } from '../core/redis.js';
 import type { DeadLetter } from '../workers/dead-letter.js';
 
@@ -67,7 +67,7 @@ async function reachable(redis: Redis, url: string): Promise<void> {
   try {
     await Promise.race([redis.ping(), timeout]);
   } catch {
-    const shown = url.replace(/\/\/[^@/]*@/, '//…@');
+    const shown = redactUrl(url);
     throw new ConfigError(
       `cannot reach Redis at ${shown}: set REDIS_URL to the Redis inlet uses (inlet dev logs its own)`,
     );

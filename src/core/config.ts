@@ -11,11 +11,8 @@ export class ConfigError extends Error {
 
 const MiB = 1024 * 1024;
 
-const flag = z
-  .enum(['', '0', '1', 'true', 'false', 'yes', 'no'], {
-    message: 'expected 1 or 0',
-  })
-  .transform((v) => v === '1' || v === 'true' || v === 'yes');
+/** `1` on, `0` (or unset) off; nothing else, so that `false` or `no` cannot mean on. */
+const flag = z.enum(['0', '1'], { message: 'expected 1 or 0' }).transform((v) => v === '1');
 
 const int = (min: number, max = Number.MAX_SAFE_INTEGER) =>
   z.coerce
@@ -33,9 +30,15 @@ const list = z.string().transform((s) => s.split(/[\s,]+/).filter((item) => item
 const schema = z.object({
   /** Redis (or a Redis-compatible server). @defaultValue `redis://127.0.0.1:6379` */
   REDIS_URL: z.url({ protocol: /^rediss?$/, message: 'expected redis://host:port or rediss://…' }),
-  /** One or more `whsec_…` secrets separated by spaces or commas; any one verifying is enough. */
+  /**
+   * One or more `whsec_…` secrets separated by spaces or commas; any one verifying is enough. As
+   * in the reference Standard Webhooks library, the base64 key alone (without `whsec_`) works too.
+   */
   REPLICATE_WEBHOOK_SECRET: list.optional(),
-  /** `1` accepts unsigned deliveries. Local work only. @defaultValue off */
+  /**
+   * `1` accepts unsigned deliveries. Local work only; refused together with a configured secret.
+   * @defaultValue off (`0`)
+   */
   INLET_INSECURE_SKIP_VERIFY: flag.default(false),
   /** @defaultValue `3000` */
   PORT: int(0, 65535).default(3000),
@@ -81,8 +84,9 @@ const schema = z.object({
   INLET_MAX_STALLED_COUNT: int(0, 100).default(2),
   /**
    * How long a stopping worker lets running processors finish before it aborts `ctx.signal`;
-   * jobs still running 2 s later are handed back to the queue. Keep the sum below the
-   * orchestrator's kill timeout (`docker stop`: 10 s). @defaultValue `7000`
+   * jobs still running 1.5 s later are handed back to the queue, and the worker exits within
+   * grace + 2 s even when Redis is unreachable. Keep that below the orchestrator's kill timeout
+   * (`docker stop`: 10 s). @defaultValue `7000`
    */
   INLET_SHUTDOWN_GRACE_MS: int(0, 3_600_000).default(7_000),
   /**
@@ -155,20 +159,36 @@ function readSecretFile(name: string, file: string): string {
   }
 }
 
-/** Shows a bad value in an error line, unless it is a secret. */
+/** Shows a bad value in an error line, unless it is a secret; URLs lose their credentials. */
 function show(name: string, input: Record<string, string | undefined>): string {
   const secret = /SECRET|TOKEN/.test(name);
   const value = input[name];
   if (value === undefined) return 'nothing';
-  return secret ? 'a value that is not shown' : JSON.stringify(value);
+  return secret ? 'a value that is not shown' : JSON.stringify(redactUrl(value));
+}
+
+/**
+ * `text` with the credentials of any URL in it replaced by `…`: the user-info part
+ * (`redis://user:password@host`) and `password=` query parameters. For anything that prints a
+ * configured URL: errors, logs, CLI messages. Works on text that is not a valid URL too.
+ */
+export function redactUrl(text: string): string {
+  return text
+    .replace(/(\/\/)[^/?#\s@]*@/g, '$1…@')
+    .replace(/([?&](?:password|pass|pwd)=)[^&#\s]*/gi, '$1…');
 }
 
 /**
  * The ingest's own check: it refuses to start without a signing secret unless verification is
- * explicitly skipped, and every secret must be a `whsec_` key.
+ * explicitly skipped, and refuses both at once rather than silently ignore the secret.
  */
 export function requireWebhookSecrets(config: Config): string[] {
   const secrets = config.REPLICATE_WEBHOOK_SECRET ?? [];
+  if (secrets.length > 0 && config.INLET_INSECURE_SKIP_VERIFY) {
+    throw new ConfigError(
+      'INLET_INSECURE_SKIP_VERIFY=1 and REPLICATE_WEBHOOK_SECRET are both set: unset INLET_INSECURE_SKIP_VERIFY to verify signatures (or unset the secret for unsigned local work)',
+    );
+  }
   if (secrets.length === 0 && !config.INLET_INSECURE_SKIP_VERIFY) {
     throw new ConfigError(
       'REPLICATE_WEBHOOK_SECRET is not set: run `inlet secret` to fetch it, or set INLET_INSECURE_SKIP_VERIFY=1 for local work',

@@ -7,6 +7,8 @@ import { type WebhookRouteOptions, webhookRoute } from './webhook-route.js';
 export interface AppOptions extends WebhookRouteOptions {
   redis: Redis;
   logger: Logger;
+  /** `INLET_PREFIX`: readiness writes its probe key under it. */
+  prefix: string;
   /** Mounts further routes (metrics, the dashboard) on the same app. */
   extend?: (app: Koa, router: Router) => void;
 }
@@ -27,23 +29,58 @@ export function createApp(options: AppOptions): Koa {
   router.get('/healthz', (ctx) => {
     ctx.body = { status: 'ok' };
   });
-  router.get('/readyz', async (ctx) => {
-    const ready = await redisAnswers(options.redis);
-    ctx.status = ready ? 200 : 503;
-    ctx.body = ready ? { status: 'ready' } : { status: 'unavailable', redis: options.redis.status };
-  });
+  router.get('/readyz', readiness(options));
   options.extend?.(app, router);
   app.use(router.routes());
   app.use(router.allowedMethods());
   return app;
 }
 
-async function redisAnswers(redis: Redis): Promise<boolean> {
-  try {
-    return (await redis.ping()) === 'PONG';
-  } catch {
-    return false;
-  }
+/** How long readiness waits for its probe write. */
+const PROBE_TIMEOUT_MS = 1000;
+
+/**
+ * `GET /readyz`: 200 only when this ingest can store deliveries. Redis must take a real write (a
+ * short-lived key under the prefix, refused like a store when Redis is out of memory or
+ * read-only), and the last stores must not all have failed (which also catches what a
+ * one-key write cannot, such as CROSSSLOT). Logs each change of verdict once.
+ */
+function readiness(options: AppOptions): Koa.Middleware {
+  const probeKey = `${options.prefix}:readyz`;
+  let wasReady = true;
+  return async (ctx) => {
+    let reason: string | undefined;
+    let detail: string | undefined;
+    try {
+      const answer = await withTimeout(
+        options.redis.set(probeKey, '1', 'PX', 10_000),
+        PROBE_TIMEOUT_MS,
+      );
+      if (answer !== 'OK') throw new Error(`SET answered ${String(answer)}`);
+      detail = options.storeHealth?.failing();
+      if (detail !== undefined) reason = 'stores_failing';
+    } catch (error) {
+      // A reply error (OOM, READONLY, MOVED) is Redis refusing; anything else is Redis away.
+      reason =
+        (error as Error).name === 'ReplyError' ? 'redis_refuses_writes' : 'redis_unavailable';
+      detail = (error as Error).message;
+    }
+    if ((reason === undefined) !== wasReady) {
+      wasReady = reason === undefined;
+      if (wasReady) options.logger.info('ready again: Redis takes writes');
+      else options.logger.warn({ reason, err: detail }, 'not ready: deliveries cannot be stored');
+    }
+    ctx.status = reason === undefined ? 200 : 503;
+    ctx.body = reason === undefined ? { status: 'ready' } : { status: 'unavailable', reason };
+  };
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer in ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, deadline]).finally(() => clearTimeout(timer));
 }
 
 /** Turns every unanswered path and every unexpected error into a JSON answer, never a stack. */
@@ -51,6 +88,12 @@ function jsonErrors(logger: Logger): Koa.Middleware {
   return async (ctx, next) => {
     try {
       await next();
+      if (ctx.status === 501 && ctx.body == null) {
+        // The router's answer to a method it has no route for at all (PROPFIND, PURGE, …):
+        // 405 with the path's methods, like any other wrong method, or 404 for an unknown path.
+        ctx.status = ctx.response.get('Allow') ? 405 : 404;
+        if (ctx.status === 404) ctx.remove('Allow');
+      }
       if ((ctx.status === 404 || ctx.status === 405) && ctx.body == null) {
         const status = ctx.status;
         const code = status === 404 ? 'not_found' : 'method_not_allowed';

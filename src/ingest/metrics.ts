@@ -22,6 +22,7 @@ const OUTCOMES = Object.keys({
   too_large: true,
   unsupported_media_type: true,
   unavailable: true,
+  internal_error: true,
 } satisfies Record<DeliveryOutcome, true>) as DeliveryOutcome[];
 
 const WORKER_EVENTS = Object.keys({

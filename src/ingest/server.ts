@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import type Router from '@koa/router';
 import { Queue } from 'bullmq';
 import type Koa from 'koa';
-import { type Config, ConfigError, requireWebhookSecrets } from '../core/config.js';
+import { type Config, ConfigError, redactUrl, requireWebhookSecrets } from '../core/config.js';
 import { type DeliveryJob, QUEUE_NAME } from '../core/job.js';
 import type { Logger } from '../core/logger.js';
 import { closeRedis, createRedis } from '../core/redis.js';
@@ -14,6 +14,7 @@ import { DeliveryEnqueuer } from './enqueue-delivery.js';
 import { IngestMetrics } from './metrics.js';
 import { QueueFigureReader } from './queue-figures.js';
 import { decodeSecret, type SigningKey } from './signature.js';
+import { StoreHealth } from './store-health.js';
 import type { DeliveryOutcome } from './webhook-route.js';
 
 export interface IngestOptions {
@@ -68,6 +69,8 @@ export async function startIngest(options: IngestOptions): Promise<IngestServer>
     enqueuer,
     logger,
     redis,
+    prefix: config.INLET_PREFIX,
+    storeHealth: new StoreHealth(),
     keys,
     skipVerify: config.INLET_INSECURE_SKIP_VERIFY,
     toleranceSeconds: config.WEBHOOK_TOLERANCE_SECONDS,
@@ -127,7 +130,15 @@ async function shutdown(server: Server, queue: Queue, logger: Logger, drainMs: n
   await closed;
   clearInterval(idleSweep);
   clearTimeout(cut);
-  await queue.close().catch(() => undefined);
+  // Closing the queue waits for Redis, which may be the reason we are stopping: wait 1 s at most.
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([
+    queue.close().catch(() => undefined),
+    new Promise((resolve) => {
+      timer = setTimeout(resolve, 1000);
+    }),
+  ]);
+  clearTimeout(timer);
   logger.info('ingest stopped');
 }
 
@@ -136,7 +147,10 @@ function reportConnection(redis: ReturnType<typeof createRedis>, logger: Logger)
   let down = false;
   redis.on('error', (error) => {
     if (!down)
-      logger.warn({ err: error.message }, 'Redis unavailable; answering 503 until it is back');
+      logger.warn(
+        { err: redactUrl(error.message) },
+        'Redis unavailable; answering 503 until it is back',
+      );
     down = true;
   });
   redis.on('ready', () => {

@@ -38,13 +38,16 @@ const BASE64 = /^[A-Za-z0-9+/]+={0,2}$/;
 const TIMESTAMP = /^[0-9]{1,15}$/;
 
 /**
- * Decodes a `whsec_<base64>` secret into its key. Throws an Error with a one-line message for
+ * Decodes a `whsec_<base64>` secret into its key; the base64 part alone is accepted too, as the
+ * reference `standardwebhooks` library accepts it. Throws an Error with a one-line message for
  * anything else, so that a mistyped secret stops the ingest at start, not at the first delivery.
  */
 export function decodeSecret(secret: string): SigningKey {
   const body = secret.startsWith(SECRET_PREFIX) ? secret.slice(SECRET_PREFIX.length) : secret;
   if (!BASE64.test(body)) {
-    throw new Error('a webhook secret must look like whsec_<base64> (as `inlet secret` prints it)');
+    throw new Error(
+      'a webhook secret must look like whsec_<base64> (as `inlet secret` prints it), or be the base64 part alone',
+    );
   }
   const key = Buffer.from(body, 'base64');
   if (key.length < 16) throw new Error('a webhook secret must decode to at least 16 bytes');

@@ -5,7 +5,9 @@ import { type DeliveryJob, WEBHOOK_ID_PATTERN } from '../core/job.js';
 import type { Logger } from '../core/logger.js';
 import { isPredictionStatus, type Prediction } from '../core/prediction.js';
 import { type DeliveryEnqueuer, StoreUnavailableError } from './enqueue-delivery.js';
+import { MAX_JSON_DEPTH, nestsDeeperThan } from './json-depth.js';
 import { type SigningKey, type VerifyFailure, verifyWebhook } from './signature.js';
+import type { StoreHealth } from './store-health.js';
 
 /** Every way a delivery can end; metrics count these, logs print them. */
 export type DeliveryOutcome =
@@ -16,7 +18,8 @@ export type DeliveryOutcome =
   | 'malformed'
   | 'too_large'
   | 'unsupported_media_type'
-  | 'unavailable';
+  | 'unavailable'
+  | 'internal_error';
 
 export interface WebhookRouteOptions {
   enqueuer: DeliveryEnqueuer;
@@ -28,6 +31,15 @@ export interface WebhookRouteOptions {
   maxBodyBytes: number;
   /** Told of every delivery once it is answered (metrics). */
   onDelivery?: (outcome: DeliveryOutcome, seconds: number) => void;
+  /** Told of every store's result, for readiness. */
+  storeHealth?: StoreHealth;
+  /**
+   * How long a store may take, from the moment it is issued, before the sender gets 503.
+   * Measured here and not only by the connection's command timeout: auto-pipelined commands wait
+   * for the batch before them, so under load a command's own timeout starts late.
+   * @defaultValue `1000`
+   */
+  storeTimeoutMs?: number;
 }
 
 /** Seconds a sender should wait before retrying after a 503. */
@@ -86,7 +98,7 @@ export function webhookRoute(options: WebhookRouteOptions) {
       line.webhookId = delivery.webhookId;
       line.predictionId = delivery.prediction.id;
       line.predictionStatus = delivery.prediction.status;
-      outcome = await options.enqueuer.enqueueDelivery(delivery);
+      outcome = await store(delivery, options);
       ctx.status = outcome === 'accepted' ? 202 : 200;
       ctx.body = { status: outcome, id: delivery.webhookId };
     } catch (error) {
@@ -105,7 +117,8 @@ export function webhookRoute(options: WebhookRouteOptions) {
     }
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     onDelivery?.(outcome, seconds);
-    const level = outcome === 'unavailable' ? 'warn' : 'info';
+    const level =
+      outcome === 'internal_error' ? 'error' : outcome === 'unavailable' ? 'warn' : 'info';
     logger[level](
       { ...line, outcome, httpStatus: ctx.status, ms: Math.round(seconds * 1e4) / 10 },
       'delivery',
@@ -136,6 +149,7 @@ async function readDelivery(ctx: Context, options: WebhookRouteOptions): Promise
     });
     if (!verified.ok) {
       const [status, outcome, message] = VERIFY_ANSWERS[verified.reason];
+      // Nothing of an unverified body is parsed: it may cost no more than reading and HMAC-ing.
       throw new Rejection(status, outcome, verified.reason, message, claimedPredictionId(raw));
     }
     webhookId = verified.webhookId;
@@ -165,7 +179,38 @@ async function readBody(ctx: Context, limit: number): Promise<Buffer> {
   }
 }
 
+/**
+ * Stores the delivery, answering within `storeTimeoutMs` of the call whatever the connection is
+ * doing, and tells {@link StoreHealth} how it went.
+ */
+async function store(delivery: DeliveryJob, options: WebhookRouteOptions) {
+  const timeoutMs = options.storeTimeoutMs ?? 1000;
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new StoreUnavailableError(`Redis did not confirm the write in ${timeoutMs} ms`)),
+      timeoutMs,
+    );
+  });
+  try {
+    const outcome = await Promise.race([options.enqueuer.enqueueDelivery(delivery), deadline]);
+    options.storeHealth?.succeeded();
+    return outcome;
+  } catch (error) {
+    if (error instanceof StoreUnavailableError) options.storeHealth?.failed(error.message);
+    throw error;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 function parsePrediction(raw: Buffer): Prediction {
+  if (nestsDeeperThan(raw, MAX_JSON_DEPTH)) {
+    throw malformed(
+      'too_deeply_nested',
+      `the body nests arrays and objects more than ${MAX_JSON_DEPTH} deep`,
+    );
+  }
   let body: unknown;
   try {
     body = JSON.parse(raw.toString('utf8'));
@@ -185,19 +230,19 @@ function parsePrediction(raw: Buffer): Prediction {
   return body as Prediction;
 }
 
+/** How much of a rejected body is searched for the prediction id it claims. */
+const CLAIMED_ID_SCAN_BYTES = 4096;
+const CLAIMED_ID = /"id"\s{0,16}:\s{0,16}"([A-Za-z0-9_-]{1,200})"/;
+
 /**
  * The prediction id a rejected body claims, so that an operator can find a delivery that failed
- * its signature check by prediction too. Never trusted for anything but the log line, and only
- * looked for in bodies of up to 1 MiB, so that a flood of forged bodies costs little to parse.
+ * its signature check by prediction too. Never trusted for anything but the log line, and found
+ * without parsing: a bounded pattern over the first 4 KiB (Replicate sends `id` first), so that a
+ * flood of forged bodies costs no more than reading them.
  */
 function claimedPredictionId(raw: Buffer): string | undefined {
-  if (raw.length > 1024 * 1024) return undefined;
-  try {
-    const id = (JSON.parse(raw.toString('utf8')) as { id?: unknown } | null)?.id;
-    return typeof id === 'string' && /^[A-Za-z0-9_-]{1,200}$/.test(id) ? id : undefined;
-  } catch {
-    return undefined;
-  }
+  const head = raw.subarray(0, CLAIMED_ID_SCAN_BYTES).toString('latin1');
+  return CLAIMED_ID.exec(head)?.[1];
 }
 
 function malformed(code: string, message: string): Rejection {
@@ -223,12 +268,13 @@ function toRejection(error: unknown): Rejection {
       'the queue cannot take deliveries right now; retry',
     );
   }
-  // Anything else is a Redis or client failure we could not classify: the delivery is not
-  // stored, so the sender must retry. Never a stack trace to the client.
+  // Anything else is no Redis outage but a fault in the ingest (e.g. BullMQ could not encode the
+  // job): not stored, answered 500 so that it is never counted as unavailability, and logged at
+  // error level with its cause. Never a stack trace to the client.
   return new Rejection(
-    503,
-    'unavailable',
-    'unavailable',
-    'the delivery could not be stored; retry',
+    500,
+    'internal_error',
+    'internal',
+    'the delivery could not be processed; it was not stored',
   );
 }

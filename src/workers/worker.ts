@@ -28,14 +28,22 @@ export interface InletWorker {
   /**
    * Stops taking jobs and lets running processors finish for `INLET_SHUTDOWN_GRACE_MS`; then
    * aborts their `ctx.signal` and hands each job back to the queue once its processor returns,
-   * or 2 s later if it does not. Closes the worker's Redis connection. Safe to call twice.
+   * or 1.5 s later if it does not. Closes the worker's Redis connections. Resolves within
+   * grace + 2 s even when Redis is unreachable (jobs it could not hand back are found by the
+   * other workers' stall check). Safe to call twice.
    */
   close(): Promise<void>;
   worker: Worker<DeliveryJob, DeliveryResult>;
 }
 
 /** How long after aborting `ctx.signal` a stopping worker stops waiting for processors. */
-const FORCE_AFTER_ABORT_MS = 2_000;
+const FORCE_AFTER_ABORT_MS = 1_500;
+
+/**
+ * How long after the grace period a stopping worker stops waiting for anything, Redis included:
+ * BullMQ's close waits for Redis for ever, and an orchestrator would SIGKILL the process.
+ */
+const HARD_STOP_AFTER_GRACE_MS = 2_000;
 
 /**
  * Starts a BullMQ worker over the ingest's `deliveries` queue that runs processors under the
@@ -113,9 +121,14 @@ export async function startWorker(options: WorkerStartOptions): Promise<InletWor
   let closing: Promise<void> | undefined;
   const close = () => {
     heartbeat?.stop();
-    closing ??= shutdown(worker, dispatcher, config.INLET_SHUTDOWN_GRACE_MS, logger)
-      .finally(() => figures.close())
-      .finally(() => Promise.all([closeRedis(redis), closeRedis(ledgerRedis)]));
+    const stopBy = Date.now() + config.INLET_SHUTDOWN_GRACE_MS + HARD_STOP_AFTER_GRACE_MS;
+    const left = (reserveMs: number) => Math.max(0, stopBy - reserveMs - Date.now());
+    closing ??= shutdown(worker, dispatcher, config.INLET_SHUTDOWN_GRACE_MS, left(300), logger)
+      .finally(() => figures.close(Math.min(2_000, left(200))))
+      .finally(() => {
+        const quitMs = Math.min(1_000, left(100));
+        return Promise.all([closeRedis(redis, quitMs), closeRedis(ledgerRedis, quitMs)]);
+      });
     return closing;
   };
   return { close, worker };
@@ -174,6 +187,7 @@ async function shutdown(
   worker: Worker<DeliveryJob, DeliveryResult>,
   dispatcher: DeliveryDispatcher,
   graceMs: number,
+  hardStopMs: number,
   logger: Logger,
 ): Promise<void> {
   logger.info(
@@ -199,11 +213,24 @@ async function shutdown(
     }
     dispatcher.forceHandBack();
   }, graceMs + FORCE_AFTER_ABORT_MS);
+  let hardStop: NodeJS.Timeout | undefined;
+  const gaveUp = new Promise<'gave up'>((resolve) => {
+    hardStop = setTimeout(() => resolve('gave up'), hardStopMs);
+  });
   try {
-    await closed;
+    if ((await Promise.race([closed, gaveUp])) === 'gave up') {
+      logger.warn(
+        { running: dispatcher.size },
+        'Redis did not let the worker close in time: stopping anyway; jobs not handed back return to the queue through the stall check',
+      );
+      closed.catch(() => undefined);
+      worker.disconnect().catch(() => undefined);
+      return;
+    }
   } finally {
     clearTimeout(abort);
     clearTimeout(force);
+    clearTimeout(hardStop);
   }
   logger.info('worker stopped');
 }

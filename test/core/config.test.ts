@@ -3,7 +3,12 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { ConfigError, loadConfig, requireWebhookSecrets } from '../../src/core/config.js';
+import {
+  ConfigError,
+  loadConfig,
+  redactUrl,
+  requireWebhookSecrets,
+} from '../../src/core/config.js';
 
 describe('loadConfig', () => {
   it('has the documented defaults', () => {
@@ -76,5 +81,56 @@ describe('loadConfig', () => {
       /REPLICATE_WEBHOOK_SECRET is not set/,
     );
     assert.deepEqual(requireWebhookSecrets(loadConfig({ INLET_INSECURE_SKIP_VERIFY: '1' })), []);
+  });
+
+  it('never shows the credentials of REDIS_URL in an error', () => {
+    for (const url of [
+      'redis://user:hunter2secret@127.0.0.1:notaport',
+      'redis://:hunter2secret@[::1',
+      'http://admin:hunter2secret@example.com',
+      'redis://127.0.0.1:port?password=hunter2secret',
+    ]) {
+      assert.throws(
+        () => loadConfig({ REDIS_URL: url }),
+        (error: Error) => {
+          assert.ok(error instanceof ConfigError);
+          assert.match(error.message, /^REDIS_URL: /);
+          assert.ok(!error.message.includes('hunter2'), error.message);
+          return true;
+        },
+      );
+    }
+    assert.equal(redactUrl('redis://u:p@h:1/0'), 'redis://…@h:1/0');
+    assert.equal(redactUrl('at rediss://:p@h and redis://h'), 'at rediss://…@h and redis://h');
+    assert.equal(redactUrl('redis://h?db=1&password=p'), 'redis://h?db=1&password=…');
+  });
+
+  it('takes only 1 or 0 for INLET_INSECURE_SKIP_VERIFY', () => {
+    assert.equal(loadConfig({ INLET_INSECURE_SKIP_VERIFY: '1' }).INLET_INSECURE_SKIP_VERIFY, true);
+    assert.equal(loadConfig({ INLET_INSECURE_SKIP_VERIFY: '0' }).INLET_INSECURE_SKIP_VERIFY, false);
+    assert.equal(loadConfig({}).INLET_INSECURE_SKIP_VERIFY, false);
+    for (const value of ['true', 'yes', 'on', 'false', 'no', 'TRUE']) {
+      assert.throws(
+        () => loadConfig({ INLET_INSECURE_SKIP_VERIFY: value }),
+        /^ConfigError: INLET_INSECURE_SKIP_VERIFY: expected 1 or 0/,
+        value,
+      );
+    }
+  });
+
+  it('refuses to skip verification while a secret is configured', () => {
+    const config = loadConfig({
+      INLET_INSECURE_SKIP_VERIFY: '1',
+      REPLICATE_WEBHOOK_SECRET: 'whsec_c2VjcmV0c2VjcmV0c2VjcmV0',
+    });
+    assert.throws(
+      () => requireWebhookSecrets(config),
+      (error: Error) =>
+        error instanceof ConfigError &&
+        /^INLET_INSECURE_SKIP_VERIFY=1 and REPLICATE_WEBHOOK_SECRET are both set/.test(
+          error.message,
+        ) &&
+        !error.message.includes('c2VjcmV0'),
+    );
   });
 });

@@ -164,4 +164,14 @@ describe('verifyWebhook against the standardwebhooks reference library', () => {
     assert.throws(() => decodeSecret('whsec_not base64'), /whsec_/);
     assert.throws(() => decodeSecret('whsec_c2hvcnQ='), /16 bytes/);
   });
+
+  it('takes the base64 key without whsec_, as the reference library does', () => {
+    const bare = secretA.slice('whsec_'.length);
+    assert.deepEqual(decodeSecret(bare), decodeSecret(secretA));
+    // Signed by the reference library with the bare key, verified with either form.
+    const headers = reference(bare);
+    assert.equal(verifyWebhook(headers, body, [bare], { now }).ok, true);
+    assert.equal(verifyWebhook(headers, body, [secretA], { now }).ok, true);
+    assert.throws(() => decodeSecret('not a secret!'), /whsec_<base64>.*base64 part alone/);
+  });
 });

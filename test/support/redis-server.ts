@@ -16,9 +16,14 @@ export { freePort };
 export class TestRedis {
   private constructor(private readonly server: RedisServer) {}
 
-  static async start(): Promise<TestRedis> {
+  /**
+   * @param options.appendfsync - `everysec` runs as the compose file does (a killed process still
+   *   loses nothing acknowledged; a host crash could). @defaultValue `always`
+   */
+  static async start(options: { appendfsync?: 'always' | 'everysec' } = {}): Promise<TestRedis> {
     const dir = mkdtempSync(join(tmpdir(), 'inlet-redis-'));
-    return new TestRedis(await RedisServer.start({ dir, appendfsync: 'always' }));
+    const appendfsync = options.appendfsync ?? 'always';
+    return new TestRedis(await RedisServer.start({ dir, appendfsync }));
   }
 
   get port(): number {
