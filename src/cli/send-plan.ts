@@ -4,7 +4,7 @@ import {
   newWebhookId,
   samplePrediction,
   TERMINAL_ROTATION,
-} from './sample-prediction.js';
+} from '../core/sample-prediction.js';
 
 /**
  * What `inlet send` will deliver, decided before anything is sent: which predictions, which
