@@ -1,5 +1,6 @@
 import { type Config, loadConfig } from '../core/config.js';
 import { createLogger, flushLogger, type Logger } from '../core/logger.js';
+import { listenError } from './listen-error.js';
 import { onShutdownSignal } from './shutdown.js';
 
 /**
@@ -13,7 +14,9 @@ export async function runService(
 ): Promise<void> {
   const config = loadConfig();
   const logger = createLogger({ level: config.LOG_LEVEL, base: { service } });
-  const running = await start(config, logger);
+  const running = await start(config, logger).catch((error: unknown) => {
+    throw listenError(error, config.PORT);
+  });
   onShutdownSignal(async (signal) => {
     logger.info({ signal }, 'shutdown requested');
     await running.close();
