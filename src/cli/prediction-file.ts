@@ -25,9 +25,9 @@ export function readPredictionData(source: string): Prediction[] {
   }
   const items = Array.isArray(value) ? value : [value];
   if (items.length === 0) throw new ConfigError(`--data: ${where} holds an empty list`);
-  items.forEach((item, index) =>
-    checkPrediction(item, Array.isArray(value) ? `${where}[${index}]` : where),
-  );
+  for (const [index, item] of items.entries()) {
+    checkPrediction(item, Array.isArray(value) ? `${where}[${index}]` : where);
+  }
   return items as Prediction[];
 }
 
