@@ -6,6 +6,7 @@ import type { Logger } from '../core/logger.js';
 import { isPredictionStatus, type Prediction } from '../core/prediction.js';
 import { type DeliveryEnqueuer, StoreUnavailableError } from './enqueue-delivery.js';
 import { type SigningKey, type VerifyFailure, verifyWebhook } from './signature.js';
+import { WarnLimiter } from './warn-limiter.js';
 
 /** Every way a delivery can end; metrics count these, logs print them. */
 export type DeliveryOutcome =
@@ -77,6 +78,7 @@ class Rejection {
  */
 export function webhookRoute(options: WebhookRouteOptions) {
   const { logger, onDelivery } = options;
+  const refusals = new WarnLimiter();
   return async function receiveWebhook(ctx: Context): Promise<void> {
     const started = process.hrtime.bigint();
     const line: Record<string, unknown> = {};
@@ -105,7 +107,10 @@ export function webhookRoute(options: WebhookRouteOptions) {
     }
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     onDelivery?.(outcome, seconds);
-    const level = outcome === 'unavailable' ? 'warn' : 'info';
+    // A refused signature is at warn, at most once a second per reason; the rest stay at info.
+    const suppressed = ctx.status === 401 ? refusals.admit(String(line.reason)) : undefined;
+    if (suppressed) line.suppressedSinceLast = suppressed;
+    const level = outcome === 'unavailable' || suppressed !== undefined ? 'warn' : 'info';
     logger[level](
       { ...line, outcome, httpStatus: ctx.status, ms: Math.round(seconds * 1e4) / 10 },
       'delivery',
