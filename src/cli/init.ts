@@ -101,7 +101,7 @@ import { test } from 'node:test';
 import { runProcessorOnce, samplePredictions } from 'inlet-webhooks/testing';
 import processor from './save-prediction.${ext}';
 
-// Run with: node --test processors/ (Node 23.6+), or node --import tsx --test processors/*.test.${ext}
+// Run with: node --test processors/*.test.${ext} (Node 23.6+), or node --import tsx --test processors/*.test.${ext}
 test('saves a succeeded prediction, skips the others', async () => {
   process.env.SAVE_PREDICTIONS_FILE = 'test-predictions.jsonl';
   const samples = samplePredictions();

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -147,6 +148,24 @@ describe('inlet in your own project', () => {
     const second = await runCli(['init'], { cwd: project });
     assert.match(second.stdout, /kept tsconfig\.json \(exists\)/);
     assert.equal(readFileSync(join(project, 'tsconfig.json'), 'utf8'), '{"mine":true}\n');
+  });
+
+  test('inlet ingest reports a taken port in the one line inlet dev uses', async () => {
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    const port = (taken.address() as AddressInfo).port;
+    try {
+      const result = await runCli(['ingest'], {
+        env: { ...env, PORT: String(port), HOST: '127.0.0.1' },
+      });
+      assert.equal(result.code, 2);
+      assert.equal(
+        result.stderr,
+        `inlet: port ${port} is in use: stop what listens there or set PORT\n`,
+      );
+    } finally {
+      taken.close();
+    }
   });
 
   test('--version prints the package version', async () => {
