@@ -7,7 +7,7 @@ import { ensureDevSecret, STATE_DIR } from './dev-secret.js';
 import { startWatchedWorker } from './dev-watch.js';
 import { listenError } from './listen-error.js';
 import { type ManagedRedis, redisAnswers, startManagedRedis } from './managed-redis.js';
-import { removeDevRedisRecord, writeDevRedisRecord } from './redis-target.js';
+import { redactedUrl, removeDevRedisRecord, writeDevRedisRecord } from './redis-target.js';
 import { DEFAULT_WEBHOOK_URL } from './send.js';
 import { onShutdownSignal } from './shutdown.js';
 
@@ -109,6 +109,7 @@ async function chooseRedis(
     if (!(await redisAnswers(config.REDIS_URL, 1000))) {
       logger.warn('REDIS_URL does not answer (yet): deliveries get 503 until it does');
     }
+    logger.info({ redis: redactedUrl(config.REDIS_URL) }, 'using REDIS_URL');
     return { url: config.REDIS_URL };
   }
   if (!forcePrivate && (await redisAnswers(LOCAL_REDIS))) {

@@ -1,7 +1,7 @@
 import cliProgress from 'cli-progress';
 import { Command } from 'commander';
 import { ConfigError } from '../core/config.js';
-import type { DeadLetter } from '../workers/dead-letter.js';
+import type { DeadLetter } from './dead-letter.js';
 import { readPredictionData } from './prediction-file.js';
 import { withRedis } from './redis-command.js';
 import { type RerunPlan, rerunProcessors } from './rerun.js';
@@ -65,7 +65,7 @@ Examples:
       }
       await withRedis('replay', async (redis, config) => {
         const bar = progressBar();
-        const { redriveDeadLetters } = await import('../workers/dead-letter.js');
+        const { redriveDeadLetters } = await import('./dead-letter.js');
         const result = await redriveDeadLetters({
           redis,
           prefix: config.INLET_PREFIX,
