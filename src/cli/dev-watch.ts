@@ -34,12 +34,17 @@ export function startWatchedWorker(options: WatchedWorkerOptions): { close(): Pr
   let child: ChildProcess | undefined;
   let closed = false;
   let restarting: Promise<void> = Promise.resolve();
+  /** Children being stopped on purpose: their exit is not news. */
+  const stopping = new Set<ChildProcess>();
 
   const start = () => {
+    // Its own process group: a Ctrl-C reaches inlet dev only, which then stops the worker once,
+    // gracefully. The IPC channel stops it too should inlet dev die without doing so.
     const started = spawn(process.execPath, [main, 'worker'], {
       cwd,
       env: options.env,
-      stdio: ['ignore', 'inherit', 'inherit'],
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      detached: true,
     });
     started.once('exit', (code, signal) => {
       if (child === started) child = undefined;
@@ -52,7 +57,6 @@ export function startWatchedWorker(options: WatchedWorkerOptions): { close(): Pr
     });
     child = started;
   };
-  const stopping = new Set<ChildProcess>();
   const stop = async () => {
     const running = child;
     if (!running || running.exitCode !== null || running.signalCode !== null) return;
