@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -8,7 +10,7 @@ import { loadConfig } from '../../src/core/config.js';
 import { createLogger } from '../../src/core/logger.js';
 import { type IngestServer, startIngest } from '../../src/ingest/server.js';
 import { type InletWorker, startWorker } from '../../src/workers/worker.js';
-import { ROOT, runCli } from '../support/cli.js';
+import { baseEnv, CLI, ROOT, runCli } from '../support/cli.js';
 import { makeSecret, samplePrediction } from '../support/deliveries.js';
 import { TestRedis } from '../support/redis-server.js';
 
@@ -95,6 +97,28 @@ describe('inlet in your own project', () => {
     assert.match(again.stdout, /^queued delivery inlet-rerun-own-a-2/);
     await until(() => count('count') === before + 2);
     assert.equal(count('other'), 1, 'a processor not named is not run again');
+  });
+
+  test('send --data - reads the prediction from stdin', async () => {
+    const prediction = { ...samplePrediction('succeeded', 'own-stdin'), output: ['x'] };
+    // Not spawnSync: the ingest answering it runs in this process.
+    const child = spawn(process.execPath, [CLI, 'send', '--data', '-', '--url', url], {
+      env: baseEnv(env),
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+      stdout += chunk;
+    });
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
+      stderr += chunk;
+    });
+    child.stdin.end(JSON.stringify(prediction));
+    const [code] = await once(child, 'exit');
+    assert.equal(code, 0, stderr);
+    assert.match(stdout, /1 accepted/);
+    await until(() => runs.includes('count:own-stdin:["x"]'));
   });
 
   test('send --data refuses what is not a prediction, in one line', async () => {
