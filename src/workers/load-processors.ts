@@ -82,8 +82,10 @@ async function importModule(url: string): Promise<unknown> {
     try {
       return await import(url);
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'ERR_UNSUPPORTED_TYPESCRIPT_SYNTAX')
-        throw error;
+      // Syntax Node cannot strip (enum, namespace) runs under tsx; a syntax error is read again
+      // by tsx too, whose error names the line and column.
+      const code = (error as NodeJS.ErrnoException).code ?? '';
+      if (!TYPESCRIPT_REFUSED.has(code)) throw error;
     }
   }
   // Both hooks: a .ts file outside a `"type": "module"` package is loaded as CommonJS.
@@ -97,6 +99,12 @@ async function importModule(url: string): Promise<unknown> {
   // A URL of its own: Node keeps a failed attempt under the plain one.
   return import(`${url}${url.includes('?') ? '&' : '?'}inlet-loader=tsx`);
 }
+
+/** Node's type stripping's own errors: syntax it does not support, or invalid TypeScript. */
+const TYPESCRIPT_REFUSED = new Set([
+  'ERR_UNSUPPORTED_TYPESCRIPT_SYNTAX',
+  'ERR_INVALID_TYPESCRIPT_SYNTAX',
+]);
 
 const TYPESCRIPT_FILE = /\.(m|c)?ts$/;
 
