@@ -6,7 +6,7 @@
  *   INLET_PROCESSORS=./examples/save-outputs.js SAVE_OUTPUTS_FILE=outputs.jsonl npx inlet dev
  *
  * Plain JavaScript, so that it runs as is; a TypeScript processor works the same once compiled.
- * Inside this checkout `inlet` resolves to the package itself; in your project, `npm i inlet`.
+ * Inside this checkout `inlet-webhooks` resolves to the package itself; in your project, install `inlet-webhooks` (see the README, "Use inlet in your project").
  */
 import { appendFile } from 'node:fs/promises';
 import { defineProcessor, isTerminal } from 'inlet-webhooks';

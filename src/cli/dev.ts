@@ -4,7 +4,10 @@ import { createLogger, flushLogger, type Logger } from '../core/logger.js';
 import type { IngestServer } from '../ingest/server.js';
 import type { InletWorker } from '../workers/worker.js';
 import { ensureDevSecret, STATE_DIR } from './dev-secret.js';
+import { startWatchedWorker } from './dev-watch.js';
+import { listenError } from './listen-error.js';
 import { type ManagedRedis, redisAnswers, startManagedRedis } from './managed-redis.js';
+import { redactedUrl, removeDevRedisRecord, writeDevRedisRecord } from './redis-target.js';
 import { DEFAULT_WEBHOOK_URL } from './send.js';
 import { onShutdownSignal } from './shutdown.js';
 
@@ -18,6 +21,10 @@ export function devCommand(): Command {
       '--private-redis',
       'start a private redis-server even when one answers on 127.0.0.1:6379',
     )
+    .option(
+      '--watch',
+      "run the worker as a child process, restarted when a file in a processor's folder changes",
+    )
     .addHelpText(
       'after',
       `
@@ -30,15 +37,16 @@ ${STATE_DIR}/dev-secret, which \`inlet send\` run from the same folder signs wit
 Listens on 127.0.0.1 unless HOST is set; logs are pretty on a terminal, JSON lines otherwise.
 Same variables as ingest and worker (INLET_PROCESSORS, PORT, …).`,
     )
-    .action(async (flags: { privateRedis?: boolean }) => {
+    .action(async (flags: { privateRedis?: boolean; watch?: boolean }) => {
       const config = loadConfig();
       const logger = createLogger({ level: config.LOG_LEVEL, pretty: process.stdout.isTTY });
       const redis = await chooseRedis(config, logger, flags.privateRedis ?? false);
       let ingest: IngestServer | undefined;
-      let worker: InletWorker | undefined;
+      let worker: Pick<InletWorker, 'close'> | undefined;
       const stop = async () => {
         // Side by side: each is bounded (the worker by grace + 2 s, even with Redis away).
         await Promise.all([worker?.close(), ingest?.close()]);
+        if (redis.managed) removeDevRedisRecord();
         await redis.managed?.stop();
         if (redis.managed) logger.info('private redis-server stopped');
         flushLogger(logger);
@@ -62,10 +70,16 @@ Same variables as ingest and worker (INLET_PROCESSORS, PORT, …).`,
           config: devConfig,
           logger: logger.child({ service: 'ingest' }),
         });
-        worker = await startWorker({
-          config: devConfig,
-          logger: logger.child({ service: 'worker' }),
-        });
+        worker = flags.watch
+          ? startWatchedWorker({
+              processors: config.INLET_PROCESSORS,
+              env: { ...process.env, REDIS_URL: redis.url },
+              logger: logger.child({ service: 'dev' }),
+            })
+          : await startWorker({
+              config: devConfig,
+              logger: logger.child({ service: 'worker' }),
+            });
       } catch (error) {
         await stop();
         throw listenError(error, config.PORT);
@@ -95,6 +109,7 @@ async function chooseRedis(
     if (!(await redisAnswers(config.REDIS_URL, 1000))) {
       logger.warn('REDIS_URL does not answer (yet): deliveries get 503 until it does');
     }
+    logger.info({ redis: redactedUrl(config.REDIS_URL) }, 'using REDIS_URL');
     return { url: config.REDIS_URL };
   }
   if (!forcePrivate && (await redisAnswers(LOCAL_REDIS))) {
@@ -114,8 +129,9 @@ async function chooseRedis(
   }
   logger.info(
     { redisPid: managed.pid, port: managed.port, dir: managed.dir },
-    `started a private redis-server; for other commands (inlet replay) use REDIS_URL=${managed.url}`,
+    `started a private redis-server at ${managed.url}; inlet commands run in this folder find it (${STATE_DIR}/redis.json)`,
   );
+  writeDevRedisRecord(managed.url);
   return { url: managed.url, managed };
 }
 
@@ -133,11 +149,4 @@ function signingFor(config: Config, logger: Logger): Partial<Config> {
     `no REPLICATE_WEBHOOK_SECRET: ${created ? 'made' : 'using'} a dev secret (${secret}); \`inlet send\` here signs with it. For real Replicate deliveries through a tunnel, set REPLICATE_WEBHOOK_SECRET (\`inlet secret\` prints it)`,
   );
   return { REPLICATE_WEBHOOK_SECRET: [secret] };
-}
-
-function listenError(error: unknown, port: number): unknown {
-  if ((error as NodeJS.ErrnoException).code === 'EADDRINUSE') {
-    return new ConfigError(`port ${port} is in use: stop what listens there or set PORT`);
-  }
-  return error;
 }

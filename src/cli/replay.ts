@@ -1,9 +1,10 @@
 import cliProgress from 'cli-progress';
 import { Command } from 'commander';
-import type { Redis } from 'ioredis';
-import { ConfigError, loadConfig, redactUrl } from '../core/config.js';
-import { closeRedis, createRedis } from '../core/redis.js';
-import type { DeadLetter } from '../workers/dead-letter.js';
+import { ConfigError } from '../core/config.js';
+import type { DeadLetter } from './dead-letter.js';
+import { readPredictionData } from './prediction-file.js';
+import { withRedis } from './redis-command.js';
+import { type RerunPlan, rerunProcessors } from './rerun.js';
 
 /** From this many deliveries on, a terminal gets a progress bar. */
 const PROGRESS_FROM = 50;
@@ -12,6 +13,9 @@ interface ReplayFlags {
   all?: boolean;
   prediction?: string;
   dryRun?: boolean;
+  rerun?: boolean;
+  processor?: string;
+  data?: string;
 }
 
 /** `inlet replay`: moves dead-lettered deliveries back to the queue. */
@@ -21,6 +25,15 @@ export function replayCommand(): Command {
     .option('--all', 'every dead-lettered delivery')
     .option('--prediction <id>', "only this prediction's dead-lettered deliveries")
     .option('--dry-run', 'list what would be re-driven; move nothing')
+    .option(
+      '--rerun',
+      'run --processor again for --prediction, although it already succeeded (see below)',
+    )
+    .option('--processor <names>', 'with --rerun: the processors to run again, comma-separated')
+    .option(
+      '--data <file>',
+      'with --rerun: the prediction to deliver (JSON, or - for stdin) when its delivery is no longer stored',
+    )
     .addHelpText(
       'after',
       `
@@ -28,21 +41,31 @@ Re-driven deliveries get all their tries again (INLET_ATTEMPTS); processors that
 succeeded on them are not run again. Fix the cause first, deploy, then replay.
 Reads REDIS_URL and INLET_PREFIX, like the workers.
 
+Without REDIS_URL, it uses the private Redis of an inlet dev running in this folder.
+
+--rerun runs processors again for a prediction that already succeeded (after a fix, or to
+backfill a new processor): it clears their once-per-prediction mark in the ledger and queues a
+new delivery of the stored terminal prediction, webhook id inlet-rerun-<prediction>-<n>. The
+worker runs every processor that wants that status and has no mark: the chosen ones, and any
+that never succeeded for it. Completed deliveries are kept an hour; after that pass the
+prediction with --data.
+
 Examples:
   inlet replay --all --dry-run
-  inlet replay --prediction e0hd0y5xzhrmc0cmyvmrq9xcy4`,
+  inlet replay --prediction e0hd0y5xzhrmc0cmyvmrq9xcy4
+  inlet replay --prediction e0hd0y5xzhrmc0cmyvmrq9xcy4 --processor save-outputs --rerun --dry-run`,
     )
     .action(async (flags: ReplayFlags) => {
+      if (flags.rerun) return rerun(flags);
+      if (flags.processor !== undefined || flags.data !== undefined) {
+        throw new ConfigError('--processor and --data go with --rerun');
+      }
       if (Boolean(flags.all) === (flags.prediction !== undefined)) {
         throw new ConfigError('say what to re-drive: --all, or --prediction ID (not both)');
       }
-      const config = loadConfig();
-      const redis = createRedis(config.REDIS_URL, { role: 'patient', name: 'inlet:replay' });
-      redis.on('error', () => undefined);
-      try {
-        await reachable(redis, config.REDIS_URL);
+      await withRedis('replay', async (redis, config) => {
         const bar = progressBar();
-        const { redriveDeadLetters } = await import('../workers/dead-letter.js');
+        const { redriveDeadLetters } = await import('./dead-letter.js');
         const result = await redriveDeadLetters({
           redis,
           prefix: config.INLET_PREFIX,
@@ -53,25 +76,54 @@ Examples:
         bar.stop();
         if (flags.dryRun) for (const delivery of result.deliveries) print(delivery);
         process.stdout.write(`${summary(result.matched, result.moved, flags)}\n`);
-      } finally {
-        await closeRedis(redis);
-      }
+      });
     });
 }
 
-/** Fails in one line, within seconds, when Redis is not there: a patient client would wait. */
-async function reachable(redis: Redis, url: string): Promise<void> {
-  const timeout = new Promise<never>((_, reject) => {
-    setTimeout(() => reject(new Error('timeout')), 5_000).unref();
+async function rerun(flags: ReplayFlags): Promise<void> {
+  if (flags.prediction === undefined || flags.all) {
+    throw new ConfigError('--rerun needs one --prediction ID (not --all)');
+  }
+  const processors = (flags.processor ?? '')
+    .split(',')
+    .map((name) => name.trim())
+    .filter(Boolean);
+  if (processors.length === 0) {
+    throw new ConfigError('--rerun needs --processor NAME[,NAME]: which processors to run again');
+  }
+  const predictionId = flags.prediction;
+  const given = flags.data === undefined ? undefined : readPredictionData(flags.data);
+  if (given && given.length !== 1) throw new ConfigError('--data: give one prediction for --rerun');
+  await withRedis('replay', async (redis, config) => {
+    const plan = await rerunProcessors({
+      redis,
+      config,
+      predictionId,
+      processors,
+      given: given?.[0],
+      dryRun: flags.dryRun ?? false,
+    });
+    process.stdout.write(`${rerunSummary(plan, flags.dryRun ?? false)}\n`);
   });
-  try {
-    await Promise.race([redis.ping(), timeout]);
-  } catch {
-    const shown = redactUrl(url);
-    throw new ConfigError(
-      `cannot reach Redis at ${shown}: set REDIS_URL to the Redis inlet uses (inlet dev logs its own)`,
+}
+
+function rerunSummary(plan: RerunPlan, dryRun: boolean): string {
+  const names = (list: string[]) => list.join(', ');
+  const lines = [
+    `${dryRun ? 'dry run: would queue' : 'queued'} delivery ${plan.webhookId}: prediction ${plan.prediction.id} (${plan.prediction.status}, from ${plan.from})`,
+  ];
+  if (plan.cleared.length > 0) {
+    lines.push(
+      `  ${dryRun ? 'would clear' : 'cleared'} the done mark of ${names(plan.cleared)}: runs again`,
     );
   }
+  if (plan.firstTime.length > 0) {
+    lines.push(
+      `  ${names(plan.firstTime)}: never succeeded for this prediction, runs for the first time`,
+    );
+  }
+  if (dryRun) lines.push('  nothing changed');
+  return lines.join('\n');
 }
 
 /** A progress bar on stderr for large sets on a terminal; nothing otherwise. */

@@ -1,10 +1,10 @@
-import { isPredictionStatus, type PredictionStatus } from '../core/prediction.js';
+import { isPredictionStatus, type Prediction, type PredictionStatus } from '../core/prediction.js';
 import {
   newPredictionId,
   newWebhookId,
   samplePrediction,
   TERMINAL_ROTATION,
-} from './sample-prediction.js';
+} from '../core/sample-prediction.js';
 
 /**
  * What `inlet send` will deliver, decided before anything is sent: which predictions, which
@@ -67,6 +67,29 @@ export function planDeliveries(options: PlanOptions): PlannedDelivery[][] {
     sequences.push(sequence);
   }
   return sequences;
+}
+
+/**
+ * Deliveries of the user's own predictions (`--data`): one sequence per prediction id, in the
+ * order given, each with a new `webhook-id` and the object sent exactly as written.
+ */
+export function planGivenDeliveries(
+  predictions: Prediction[],
+  duplicates: number,
+): PlannedDelivery[][] {
+  const byId = new Map<string, PlannedDelivery[]>();
+  for (const prediction of predictions) {
+    const sequence = byId.get(prediction.id) ?? [];
+    byId.set(prediction.id, sequence);
+    const delivery = {
+      webhookId: newWebhookId(),
+      predictionId: prediction.id,
+      status: prediction.status,
+      body: JSON.stringify(prediction),
+    };
+    for (let repeat = 0; repeat <= duplicates; repeat++) sequence.push({ ...delivery, repeat });
+  }
+  return [...byId.values()];
 }
 
 /** Every delivery of a plan as its own sequence, in random order: Replicate promises no order. */

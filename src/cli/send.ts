@@ -4,10 +4,12 @@ import { decodeSecret, type SigningKey } from '../ingest/signature.js';
 import { readDevSecret } from './dev-secret.js';
 import { asArgument, httpUrl, wholeNumber } from './option-values.js';
 import { postDeliveries, type SendResult } from './post-deliveries.js';
+import { readPredictionData } from './prediction-file.js';
 import {
   parsePredictionIds,
   parseStatuses,
   planDeliveries,
+  planGivenDeliveries,
   type StatusChoice,
   shuffled,
 } from './send-plan.js';
@@ -26,6 +28,7 @@ interface SendFlags {
   secret?: string;
   unsigned?: boolean;
   json?: boolean;
+  data?: string;
 }
 
 /** `inlet send`: signed sample deliveries to an ingest, like `stripe trigger`. */
@@ -52,6 +55,10 @@ export function sendCommand(): Command {
       'send each delivery again with the same webhook-id, as Replicate retries (default once)',
       wholeNumber(1, 10),
     )
+    .option(
+      '--data <file>',
+      'send your own prediction(s) instead of samples: a JSON object or array, from a file or - (stdin)',
+    )
     .option('--shuffle', 'send all deliveries in random order (Replicate promises no order)')
     .option('--concurrency <n>', 'predictions sent at once', wholeNumber(1, 256), 16)
     .option(
@@ -75,21 +82,33 @@ Examples:
   inlet send --count 50 --status all --duplicate   50 predictions through every status, each
                                                    delivery sent twice (300 requests)
   inlet send --prediction abc,def --status processing,succeeded --shuffle
-                                                   late and repeated deliveries for abc and def`,
+                                                   late and repeated deliveries for abc and def
+  inlet send --data prediction.json                your model's real output, signed and sent
+  curl -s -H "Authorization: Bearer $REPLICATE_API_TOKEN" \\
+    https://api.replicate.com/v1/predictions/ID | inlet send --data -`,
     )
     .action(async (flags: SendFlags, command: Command) => {
       if (flags.prediction !== undefined && command.getOptionValueSource('count') === 'cli') {
         throw new ConfigError('--prediction names the predictions: leave out --count');
       }
+      if (flags.data !== undefined) {
+        const clash = ['status', 'count', 'prediction'].find(
+          (name) => command.getOptionValueSource(name) === 'cli',
+        );
+        if (clash) throw new ConfigError(`--data gives the predictions: leave out --${clash}`);
+      }
       const keys = flags.unsigned ? [] : signingKeys(flags.secret);
       const duplicates = flags.duplicate === true ? 1 : (flags.duplicate ?? 0);
-      const planned = planDeliveries({
-        statuses: flags.status,
-        count: flags.count,
-        predictionIds: flags.prediction,
-        duplicates,
-        url: flags.url,
-      });
+      const planned =
+        flags.data !== undefined
+          ? planGivenDeliveries(readPredictionData(flags.data), duplicates)
+          : planDeliveries({
+              statuses: flags.status,
+              count: flags.count,
+              predictionIds: flags.prediction,
+              duplicates,
+              url: flags.url,
+            });
       const sequences = flags.shuffle ? shuffled(planned) : planned;
       const started = Date.now();
       const results = await postDeliveries(sequences, {

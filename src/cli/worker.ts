@@ -17,7 +17,12 @@ export function workerCommand(): Command {
       runService('worker', async (config, logger) => {
         // Loaded here, not at the top: `inlet --help` and the light commands start without it.
         const { startWorker } = await import('../workers/worker.js');
-        return startWorker({ config, logger, heartbeatFile: options.heartbeatFile });
+        const worker = await startWorker({ config, logger, heartbeatFile: options.heartbeatFile });
+        // Started by `inlet dev --watch` (with an IPC channel): stop gracefully if it goes away.
+        if (process.send) {
+          process.once('disconnect', () => process.kill(process.pid, 'SIGTERM'));
+        }
+        return worker;
       }),
     );
 }

@@ -8,6 +8,7 @@ import { type DeliveryEnqueuer, StoreUnavailableError } from './enqueue-delivery
 import { MAX_JSON_DEPTH, nestsDeeperThan } from './json-depth.js';
 import { type SigningKey, type VerifyFailure, verifyWebhook } from './signature.js';
 import type { StoreHealth } from './store-health.js';
+import { WarnLimiter } from './warn-limiter.js';
 
 /** Every way a delivery can end; metrics count these, logs print them. */
 export type DeliveryOutcome =
@@ -89,6 +90,7 @@ class Rejection {
  */
 export function webhookRoute(options: WebhookRouteOptions) {
   const { logger, onDelivery } = options;
+  const refusals = new WarnLimiter();
   return async function receiveWebhook(ctx: Context): Promise<void> {
     const started = process.hrtime.bigint();
     const line: Record<string, unknown> = {};
@@ -117,8 +119,15 @@ export function webhookRoute(options: WebhookRouteOptions) {
     }
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     onDelivery?.(outcome, seconds);
+    // A refused signature is at warn, at most once a second per reason; the rest stay at info.
+    const suppressed = ctx.status === 401 ? refusals.admit(String(line.reason)) : undefined;
+    if (suppressed) line.suppressedSinceLast = suppressed;
     const level =
-      outcome === 'internal_error' ? 'error' : outcome === 'unavailable' ? 'warn' : 'info';
+      outcome === 'internal_error'
+        ? 'error'
+        : outcome === 'unavailable' || suppressed !== undefined
+          ? 'warn'
+          : 'info';
     logger[level](
       { ...line, outcome, httpStatus: ctx.status, ms: Math.round(seconds * 1e4) / 10 },
       'delivery',

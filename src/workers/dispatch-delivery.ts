@@ -3,7 +3,7 @@ import { DelayedError, type Job, UnrecoverableError } from 'bullmq';
 import type { DeliveryJob } from '../core/job.js';
 import type { Logger } from '../core/logger.js';
 import { isPredictionStatus, isTerminal } from '../core/prediction.js';
-import { busyDelay } from './backoff.js';
+import { busyDelay, MAX_BACKOFF_MS } from './backoff.js';
 import type { FailedRun, Ledger } from './counted-ledger.js';
 import type { DeliveryRef } from './prediction-ledger.js';
 import { type Processor, type ProcessorContext, wantsStatus } from './processor.js';
@@ -85,12 +85,13 @@ export class DeliveryDispatcher {
         return { outcome: 'skipped_after_terminal', recordedStatus: begun.recordedStatus };
       }
       case 'done':
-        if (wanted.length === 0) log.debug({ status: delivery.status }, 'no processor wants it');
-        else
-          log.info(
-            { status: delivery.status },
-            'every processor already succeeded: nothing to run',
-          );
+        // Every delivery ends in one worker line at info, even one no processor wants.
+        log.info(
+          { status: delivery.status, ran: [] },
+          wanted.length === 0
+            ? 'delivery processed: no processor wants this status'
+            : 'every processor already succeeded: nothing to run',
+        );
         await this.options.ledger.complete(delivery, undefined, 'processed');
         return { outcome: 'already_done' };
       case 'busy': {
@@ -207,7 +208,11 @@ export class DeliveryDispatcher {
         if (entry.wasForced) break;
         outcome.failures.push({ processor: name, error: result.error });
         if (entry.stopReason) ctx.log.info({ ms, why: entry.stopReason }, 'processor stopped');
-        else ctx.log.warn({ err: result.error, ms }, 'processor failed');
+        else
+          ctx.log.warn(
+            { err: result.error, ms, attempt: job.attemptsMade + 1 },
+            'processor failed',
+          );
         // It may still be running: nothing else of this prediction may start beside it.
         outcome.abandoned = result.abandoned;
         if (result.abandoned) break;
@@ -247,9 +252,13 @@ export class DeliveryDispatcher {
         job.log(`attempt ${attempts}: ${processor} failed: ${error.message}`).catch(() => 0),
       ),
     ]);
+    const maxAttempts = job.opts.attempts ?? 1;
+    const retry = final ? undefined : retryWindow(job, attempts);
     log[final ? 'error' : 'warn'](
-      { attempts, failedProcessors: processors, error: message },
-      final ? 'delivery dead-lettered' : 'delivery failed; retrying with backoff',
+      { attempt: attempts, maxAttempts, failedProcessors: processors, error: message, ...retry },
+      final
+        ? `delivery dead-lettered after attempt ${attempts} of ${maxAttempts}`
+        : `delivery failed (attempt ${attempts} of ${maxAttempts}); retrying in ${retry?.retryInMs[0]}-${retry?.retryInMs[1]} ms`,
     );
     throw unrecoverable ? new UnrecoverableError(message) : new Error(message);
   }
@@ -311,6 +320,14 @@ function deliveryRef(job: Job<DeliveryJob>): DeliveryRef {
     status: prediction.status,
     terminal: isTerminal(prediction.status),
   };
+}
+
+/** When the next try comes: the backoff's jittered range (see backoff.ts), in milliseconds. */
+function retryWindow(job: Job<DeliveryJob>, attempts: number): { retryInMs: [number, number] } {
+  const backoff = job.opts.backoff;
+  const base = typeof backoff === 'object' ? (backoff.delay ?? 0) : (backoff ?? 0);
+  const ceiling = Math.min(base * 2 ** Math.max(attempts - 1, 0), MAX_BACKOFF_MS);
+  return { retryInMs: [Math.round(ceiling / 2), Math.round(ceiling)] };
 }
 
 function isUnrecoverable(error: Error): boolean {

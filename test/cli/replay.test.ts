@@ -116,7 +116,7 @@ describe('inlet replay', () => {
     assert.equal(result.code, 2);
     assert.match(
       result.stderr,
-      /^inlet: cannot reach Redis at redis:\/\/…@127\.0\.0\.1:\d+: set REDIS_URL/,
+      /^inlet: Redis redis:\/\/…@127\.0\.0\.1:\d+ \(REDIS_URL\)\ninlet: cannot reach Redis at redis:\/\/…@127\.0\.0\.1:\d+: set REDIS_URL/,
     );
     assert.ok(Date.now() - started < 9000);
   });

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { redriveDeadLetters } from '../../src/workers/dead-letter.js';
+import { redriveDeadLetters } from '../../src/cli/dead-letter.js';
 import { TestRedis } from '../support/redis-server.js';
 import { pidOf, SLOW_PROCESSORS, slowDelivery, WorkerCluster } from './fixtures/harness.js';
 

@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -51,12 +53,54 @@ describe('loadProcessors', () => {
     assert.match(await failure(['./bad-timeout.mjs']), /`timeoutMs` must be a positive whole/);
     assert.match(
       await failure(['./throws-on-load.mjs']),
-      /failed to load: DATABASE_URL is not set/,
+      /failed to load at .*throws-on-load\.mjs:1:7: DATABASE_URL is not set/,
     );
     assert.match(
       await failure(['./record-a.ts', './duplicate-a.mjs']),
       /"\.\/duplicate-a\.mjs" and "\.\/record-a\.ts" are both named "record-a"/,
     );
+  });
+
+  it('says where a syntax error is: file, line and column', async () => {
+    // Written at run time: the linter cannot parse them in the tree.
+    const dir = mkdtempSync(join(tmpdir(), 'inlet-syntax-'));
+    try {
+      writeFileSync(join(dir, 'bad.mjs'), 'export default {\n  name: "bad" handle() {},\n};\n');
+      writeFileSync(
+        join(dir, 'bad.ts'),
+        'const n: number = 1;\nexport default { name: "x" + , n };\n',
+      );
+      const load = async (spec: string) => {
+        try {
+          await loadProcessors([spec], dir);
+        } catch (error) {
+          return (error as Error).message;
+        }
+        throw new Error('loaded');
+      };
+      assert.match(
+        await load('./bad.mjs'),
+        /"\.\/bad\.mjs" failed to load at .*bad\.mjs:2:15: Unexpected identifier 'handle'/,
+      );
+      assert.match(await load('./bad.ts'), /"\.\/bad\.ts" failed to load at .*bad\.ts:2:30: /);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('loads a TypeScript processor in a plain node, without tsx preloaded', () => {
+    // The test runner itself runs under tsx; a child without it shows what `inlet worker` does.
+    const script = `
+      const { loadProcessors } = await import(${JSON.stringify(join(root, 'dist/workers/load-processors.js'))});
+      const [typed] = await loadProcessors(['./typed.ts'], ${JSON.stringify(fixtures)});
+      process.stdout.write(typed.name);`;
+    const result = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
+      env: { PATH: process.env.PATH },
+      encoding: 'utf8',
+      timeout: 30_000,
+    });
+    assert.equal(result.stderr, '');
+    assert.equal(result.stdout, 'typed');
   });
 
   it('makes `inlet worker` exit non-zero with that line and no stack trace', () => {

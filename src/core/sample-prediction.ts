@@ -4,10 +4,10 @@ import {
   type Prediction,
   type PredictionStatus,
   TERMINAL_STATUSES,
-} from '../core/prediction.js';
+} from './prediction.js';
 
 /**
- * Realistic Replicate prediction objects for `inlet send`: every field a real delivery carries,
+ * Realistic Replicate prediction objects for `inlet send` and `inlet-webhooks/testing`: every field a real delivery carries,
  * in the shape `GET /v1/predictions/{id}` returns, so that a processor tested with them meets
  * no surprise from the real thing.
  */
@@ -33,9 +33,19 @@ export function newWebhookId(): string {
 }
 
 export interface SampleOptions {
-  /** The prediction's id; one id across deliveries makes them one prediction's life. */
-  id: string;
+  /**
+   * The prediction's id; one id across deliveries makes them one prediction's life.
+   * @defaultValue a new random id
+   */
+  id?: string;
   status: PredictionStatus;
+  /** The model's input. @defaultValue a flux-schnell prompt */
+  input?: Record<string, unknown>;
+  /**
+   * The model's output: put your own model's shape here. @defaultValue for `succeeded`, a list of
+   * one image URL (flux-schnell's shape); else `null`
+   */
+  output?: unknown;
   /** The webhook URL the prediction was created with, as Replicate echoes it. */
   webhook?: string;
   /** When the prediction was created. @defaultValue a few seconds ago */
@@ -44,7 +54,8 @@ export interface SampleOptions {
 
 /** One prediction object as Replicate would deliver it in `status`. */
 export function samplePrediction(options: SampleOptions): Prediction {
-  const { id, status } = options;
+  const { status } = options;
+  const id = options.id ?? newPredictionId();
   const created = options.createdAt ?? new Date(Date.now() - 4_000);
   const started = new Date(created.getTime() + 800);
   const completed = new Date(created.getTime() + 3_200);
@@ -55,8 +66,12 @@ export function samplePrediction(options: SampleOptions): Prediction {
     id,
     model: MODEL,
     version: VERSION,
-    input: { prompt: 'an astronaut riding a horse on the moon', num_outputs: 1, seed },
-    output: status === 'succeeded' ? [`https://replicate.delivery/xezq/${id}/out-0.webp`] : null,
+    input: options.input ?? {
+      prompt: 'an astronaut riding a horse on the moon',
+      num_outputs: 1,
+      seed,
+    },
+    output: 'output' in options ? options.output : outputFor(status, id),
     logs: ran ? logsFor(status, seed) : '',
     error: errorFor(status),
     status,
@@ -75,6 +90,11 @@ export function samplePrediction(options: SampleOptions): Prediction {
     ...(options.webhook ? { webhook: options.webhook } : {}),
     webhook_events_filter: ['start', 'output', 'logs', 'completed'],
   };
+}
+
+function outputFor(status: PredictionStatus, id: string): unknown {
+  if (status === 'succeeded') return [`https://replicate.delivery/xezq/${id}/out-0.webp`];
+  return null;
 }
 
 function logsFor(status: PredictionStatus, seed: number): string {

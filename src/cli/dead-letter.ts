@@ -2,7 +2,7 @@ import { Job, Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { type DeliveryJob, jobIdFor, QUEUE_NAME, webhookIdOf } from '../core/job.js';
 import { recordWorkerEvent } from '../core/worker-figures.js';
-import { ledgerKeys } from './prediction-ledger.js';
+import { ledgerKeys } from '../workers/prediction-ledger.js';
 
 /**
  * Dead-lettered deliveries are the `failed` jobs of the `deliveries` queue, kept for

@@ -1,0 +1,39 @@
+import type { Redis } from 'ioredis';
+import { type Config, ConfigError, loadConfig } from '../core/config.js';
+import { closeRedis, createRedis } from '../core/redis.js';
+import { announceRedis, redactedUrl, redisTarget } from './redis-target.js';
+
+/**
+ * Runs a command's work against the Redis it should talk to (see redis-target.ts), after saying
+ * which on stderr; fails in one line within seconds when that Redis is not there.
+ */
+export async function withRedis<T>(
+  name: string,
+  work: (redis: Redis, config: Config) => Promise<T>,
+): Promise<T> {
+  const config = loadConfig();
+  const target = redisTarget(config);
+  announceRedis(target);
+  const redis = createRedis(target.url, { role: 'patient', name: `inlet:${name}` });
+  redis.on('error', () => undefined);
+  try {
+    await reachable(redis, target.url);
+    return await work(redis, { ...config, REDIS_URL: target.url });
+  } finally {
+    await closeRedis(redis);
+  }
+}
+
+/** A patient client would wait for ever: give up after a few seconds, in one line. */
+async function reachable(redis: Redis, url: string): Promise<void> {
+  const timeout = new Promise<never>((_, reject) => {
+    setTimeout(() => reject(new Error('timeout')), 5_000).unref();
+  });
+  try {
+    await Promise.race([redis.ping(), timeout]);
+  } catch {
+    throw new ConfigError(
+      `cannot reach Redis at ${redactedUrl(url)}: set REDIS_URL to the Redis inlet uses, or run this where inlet dev runs`,
+    );
+  }
+}
