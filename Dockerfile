@@ -5,11 +5,14 @@
 # A maintained Node LTS line, pinned to the exact release CI builds and tests on.
 ARG NODE_VERSION=24.21.0
 
-# Compile TypeScript with the dev dependencies.
+# Compile TypeScript with the dev dependencies. `--ignore-scripts`: the package's `prepare` (which
+# builds it for installs from a git URL) would run before the sources are copied; the build is
+# the explicit step below. No dependency needs an install script (msgpackr's native part is an
+# optional prebuilt package, with a JavaScript fallback).
 FROM node:${NODE_VERSION}-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
-RUN ["npm", "ci", "--no-audit", "--no-fund"]
+RUN ["npm", "ci", "--ignore-scripts", "--no-audit", "--no-fund"]
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
 RUN ["npm", "run", "build"]
@@ -18,7 +21,7 @@ RUN ["npm", "run", "build"]
 FROM node:${NODE_VERSION}-bookworm-slim AS production-deps
 WORKDIR /app
 COPY package.json package-lock.json ./
-RUN ["npm", "ci", "--omit=dev", "--no-audit", "--no-fund"]
+RUN ["npm", "ci", "--omit=dev", "--ignore-scripts", "--no-audit", "--no-fund"]
 # TypeScript is a devDependency and also an optional peer of valibot (through bull-board), so
 # `--omit=dev` keeps it; nothing needs it at run time.
 RUN ["rm", "-rf", "node_modules/typescript"]
