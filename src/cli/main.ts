@@ -3,6 +3,7 @@ import { Command, CommanderError } from 'commander';
 import { ConfigError } from '../core/config.js';
 import { devCommand } from './dev.js';
 import { ingestCommand } from './ingest.js';
+import { reconcileCommand } from './reconcile.js';
 import { replayCommand } from './replay.js';
 import { secretCommand } from './secret.js';
 import { sendCommand } from './send.js';
@@ -23,6 +24,7 @@ program.addCommand(sendCommand());
 program.addCommand(secretCommand());
 program.addCommand(devCommand());
 program.addCommand(replayCommand());
+program.addCommand(reconcileCommand());
 
 try {
   await program.parseAsync(process.argv);
