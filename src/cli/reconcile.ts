@@ -38,7 +38,12 @@ Examples:
         const reconciler = new Reconciler(config, logger, metrics);
         const server =
           config.INLET_RECONCILE_METRICS_PORT > 0
-            ? await metrics.serve(config.INLET_RECONCILE_METRICS_PORT, config.HOST)
+            ? await metrics.serve(
+                config.INLET_RECONCILE_METRICS_PORT,
+                config.HOST,
+                reconciler.redis,
+                config.INLET_PREFIX,
+              )
             : undefined;
         logger.info(
           { metricsPort: config.INLET_RECONCILE_METRICS_PORT || undefined },
@@ -99,5 +104,14 @@ function summary(report: PassReport, dryRun: boolean): string {
   const delivered = dryRun
     ? `${n} would be delivered`
     : `${report.reconciled.filter((r) => r.outcome === 'accepted').length} delivered`;
-  return `${dryRun ? 'dry run: ' : ''}${report.pages} pages, ${report.gets} gets (${report.requests} API requests); ${report.seen} predictions seen, ${report.recorded} recorded, ${report.deferred} deferred, ${delivered}; stopped at ${report.stoppedBy}${dryRun ? '; nothing stored' : ''}`;
+  const counts = [
+    plural(report.pages, 'page'),
+    `${plural(report.gets, 'get')} (${plural(report.requests, 'API request')})`,
+  ].join(', ');
+  const found = `${plural(report.seen, 'prediction')} seen, ${report.recorded} recorded, ${report.deferred} deferred, ${delivered}`;
+  return `${dryRun ? 'dry run: ' : ''}${counts}; ${found}; stopped at ${report.stoppedBy}${dryRun ? '; nothing stored' : ''}`;
+}
+
+function plural(count: number, word: string): string {
+  return `${count} ${word}${count === 1 ? '' : 's'}`;
 }

@@ -23,6 +23,7 @@ import {
   outputFiles,
 } from './output-store/output-files.js';
 import { type OutputStore, openOutputStore } from './output-store/output-store.js';
+import { recordOutputsStored } from './output-store/stored-figures.js';
 
 /** One stored file, as the manifest lists it. */
 export interface StoredOutput {
@@ -117,6 +118,7 @@ export default defineProcessor({
     manifest.storedAt = new Date().toISOString();
     await store.writeJson(manifestKey(prediction.id), manifest);
     const completed = Date.parse(prediction.completed_at ?? '');
+    if (!Number.isNaN(completed)) recordOutputsStored(Math.max(0, (Date.now() - completed) / 1000));
     ctx.log.info(
       {
         files: files.length,

@@ -1,6 +1,8 @@
 import { once } from 'node:events';
 import { createServer, type Server } from 'node:http';
+import type { Redis } from 'ioredis';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { storedFiguresKey, storedFiguresText } from '../processors/output-store/stored-figures.js';
 import type { PassReport } from './reconcile-pass.js';
 import type { ReconcileObserver } from './reconciler.js';
 import type { ApiErrorKind } from './replicate-client.js';
@@ -54,14 +56,32 @@ export class ReconcileMetrics implements ReconcileObserver {
     this.lastPass.set(Date.now() / 1000);
   }
 
+  /**
+   * Prometheus text: the reconciler's figures, and keep-outputs' completion-to-stored histogram
+   * read from Redis (left out when Redis does not answer within a second).
+   */
+  async text(redis?: Redis, prefix = 'inlet'): Promise<string> {
+    let stored = '';
+    if (redis) {
+      const timeout = new Promise<never>((_, reject) => {
+        setTimeout(() => reject(new Error('timeout')), 1000).unref();
+      });
+      const hash = await Promise.race([redis.hgetall(storedFiguresKey(prefix)), timeout]).catch(
+        () => undefined,
+      );
+      if (hash) stored = storedFiguresText(hash);
+    }
+    return `${await this.registry.metrics()}${stored}`;
+  }
+
   /** Serves `GET /metrics` on `port` of `host`. */
-  async serve(port: number, host: string): Promise<Server> {
+  async serve(port: number, host: string, redis?: Redis, prefix?: string): Promise<Server> {
     const server = createServer((request, response) => {
       if (request.method !== 'GET' || request.url !== '/metrics') {
         response.writeHead(404).end();
         return;
       }
-      this.registry.metrics().then(
+      this.text(redis, prefix).then(
         (text) => response.writeHead(200, { 'content-type': this.registry.contentType }).end(text),
         () => response.writeHead(500).end(),
       );
