@@ -199,6 +199,11 @@ class Pass {
     );
     for (const prediction of predictions) {
       if (!isTerminal(prediction.status)) {
+        if (Date.parse(prediction.created_at) < this.now - this.options.windowMs) {
+          // Unfinished past the window (predictions time out after 30 minutes): stop asking.
+          if (!dryRun) await redis.zrem(this.openKey, prediction.id);
+          continue;
+        }
         this.report.deferred += 1;
         // From the list, an unfinished one keeps its place; from a get, it is asked about later.
         await this.defer(prediction, this.now + this.options.graceMs, via === 'list');

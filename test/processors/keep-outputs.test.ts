@@ -13,6 +13,7 @@ import keepOutputs, {
   storedOutputs,
 } from '../../src/processors/keep-outputs.js';
 import type { ProcessorContext } from '../../src/workers/processor.js';
+import { waitFor } from '../reconcile/helpers.js';
 import { samplePrediction } from '../support/deliveries.js';
 import { FileServer } from '../support/file-server.js';
 
@@ -225,10 +226,33 @@ describe('keep-outputs into S3 (s3rver, a real S3-protocol server)', () => {
       const object = await client.send(new GetObjectCommand({ Bucket: 'outputs', Key: key }));
       return Buffer.from((await object.Body?.transformToByteArray()) ?? []);
     };
-    assert.ok((await get(`kept/${prediction.id}/0-large.bin`)).equals(large));
-    assert.ok((await get(`kept/${prediction.id}/1-small.webp`)).equals(small));
+    // s3rver answers a PUT before its file is whole: poll until an object has its full size.
+    const whole = async (key: string, ok: (body: Buffer) => boolean) => {
+      let body = Buffer.alloc(0);
+      await waitFor(
+        async () => {
+          body = await get(key);
+          return ok(body);
+        },
+        5_000,
+        `${key} whole`,
+      );
+      return body;
+    };
+    const parses = (body: Buffer) => {
+      try {
+        JSON.parse(body.toString('utf8'));
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    const kept = (name: string, size: number) =>
+      whole(`kept/${prediction.id}/${name}`, (body) => body.length === size);
+    assert.ok((await kept('0-large.bin', large.length)).equals(large));
+    assert.ok((await kept('1-small.webp', small.length)).equals(small));
     const manifest = JSON.parse(
-      (await get(`kept/${prediction.id}/manifest.json`)).toString('utf8'),
+      (await whole(`kept/${prediction.id}/manifest.json`, parses)).toString('utf8'),
     ) as OutputManifest;
     assert.deepEqual(
       manifest.files.map((f) => [f.location, f.bytes, f.sha256]),
@@ -240,7 +264,13 @@ describe('keep-outputs into S3 (s3rver, a real S3-protocol server)', () => {
 
     await keep(prediction, 's3://outputs/kept');
     assert.equal(files.totalHits - before, 2, 'a re-run downloads nothing twice');
-    assert.equal((await storedOutputs(prediction.id, 's3://outputs/kept'))?.length, 2);
+    // s3rver answers a PUT before its file is whole, so a read right after may find it empty:
+    // poll, as a reader of any eventually consistent store would.
+    await waitFor(
+      async () => (await storedOutputs(prediction.id, 's3://outputs/kept'))?.length === 2,
+      5_000,
+      'the manifest readable',
+    );
     client.destroy();
   });
 });

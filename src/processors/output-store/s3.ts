@@ -96,7 +96,8 @@ export class S3OutputStore implements OutputStore {
       );
       return JSON.parse((await object.Body?.transformToString('utf8')) ?? 'null');
     } catch (error) {
-      if (notFound(error)) return null;
+      // Unreadable counts as absent: keep-outputs then stores the files again, which is safe.
+      if (notFound(error) || error instanceof SyntaxError) return null;
       throw error;
     }
   }
