@@ -220,6 +220,29 @@ describe('inlet reconcile', () => {
     }
   });
 
+  it('stops asking about a prediction still unfinished past the window', async () => {
+    const { prefix } = await world();
+    const stuck = predictionAt('processing', 60 * 25);
+    fake.put(stuck);
+    fake.unlisted.add(stuck.id);
+    await client.zadd(reconcileKeys.open(prefix), Date.now() - 1000, stuck.id);
+    try {
+      const report = await runReconcilePass({
+        redis: client,
+        prefix,
+        api: parts().api,
+        store: parts().store,
+        windowMs: 86_400_000,
+        graceMs: 60_000,
+      });
+      assert.equal(report.gets, 1);
+      assert.equal(report.deferred, 0);
+      assert.equal(await client.zscore(reconcileKeys.open(prefix), stuck.id), null);
+    } finally {
+      await fake.close();
+    }
+  });
+
   it('honours 429 with Retry-After, backs off on 5xx, and ends the pass on a long Retry-After', {
     timeout: 30_000,
   }, async () => {
