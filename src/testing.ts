@@ -46,12 +46,12 @@ export interface TestContext extends ProcessorContext {
 
 /** What a test may set on the context; the rest gets test values. */
 export type ContextOverrides = Partial<
-  Pick<ProcessorContext, 'webhookId' | 'attempt' | 'signal' | 'query' | 'receivedAt'>
+  Pick<ProcessorContext, 'webhookId' | 'attempt' | 'signal' | 'query' | 'receivedAt' | 'source'>
 >;
 
 /**
  * A context double: `webhookId` a fresh `msg_…`, `attempt` 1, a `signal` that never aborts
- * unless you pass your own, no `query`, and a `log` that records into `ctx.logs`.
+ * unless you pass your own, no `query`, `source` `'webhook'`, and a `log` that records into `ctx.logs`.
  */
 export function createTestContext(overrides: ContextOverrides = {}): TestContext {
   const logs: LogRecord[] = [];
@@ -71,6 +71,7 @@ export function createTestContext(overrides: ContextOverrides = {}): TestContext
     signal: overrides.signal ?? new AbortController().signal,
     query: overrides.query ?? {},
     receivedAt: overrides.receivedAt ?? new Date(),
+    source: overrides.source ?? 'webhook',
     log,
     logs,
   };

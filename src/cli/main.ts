@@ -8,6 +8,7 @@ import { healthcheckCommand } from './healthcheck.js';
 import { ingestCommand } from './ingest.js';
 import { initCommand } from './init.js';
 import { inspectCommand } from './inspect.js';
+import { reconcileCommand } from './reconcile.js';
 import { replayCommand } from './replay.js';
 import { secretCommand } from './secret.js';
 import { sendCommand } from './send.js';
@@ -45,6 +46,7 @@ program.addCommand(replayCommand());
 program.addCommand(healthcheckCommand());
 program.addCommand(inspectCommand());
 program.addCommand(initCommand());
+program.addCommand(reconcileCommand());
 
 try {
   await program.parseAsync(process.argv);

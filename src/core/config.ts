@@ -111,6 +111,32 @@ const schema = z.object({
   REPLICATE_API_BASE_URL: z
     .url({ message: 'expected an http(s) URL' })
     .default('https://api.replicate.com'),
+  // --- `inlet reconcile` and the keep-outputs processor (README: "Never lose a prediction") ---
+  /** How far back a reconcile pass walks `GET /v1/predictions`. @defaultValue `86400` (24 h) */
+  INLET_RECONCILE_WINDOW_SECONDS: int(60, 30 * 86_400).default(86_400),
+  /**
+   * How long after a prediction completed the reconciler leaves it to its webhook (Replicate
+   * retries the terminal one for about a minute). @defaultValue `300`
+   */
+  INLET_RECONCILE_GRACE_SECONDS: int(0, 86_400).default(300),
+  /** Seconds between passes of the long-running `inlet reconcile`. @defaultValue `300` */
+  INLET_RECONCILE_INTERVAL_SECONDS: int(1, 86_400).default(300),
+  /** Most API requests (list pages and gets) one pass makes. @defaultValue `50` */
+  INLET_RECONCILE_PAGE_BUDGET: int(1, 100_000).default(50),
+  /** How long the reconciler's lease in Redis lasts without renewal. @defaultValue `30000` */
+  INLET_RECONCILE_LEASE_MS: int(1000, 600_000).default(30_000),
+  /** Port of the reconciler's own `/metrics`; `0` turns it off. @defaultValue `9465` */
+  INLET_RECONCILE_METRICS_PORT: int(0, 65535).default(9465),
+  /**
+   * Where the keep-outputs processor stores output files: `file:///dir` or
+   * `s3://bucket/prefix` (AWS_REGION, AWS_ENDPOINT_URL_S3 and the usual AWS credentials).
+   * @defaultValue `file://<working directory>/outputs`
+   */
+  INLET_OUTPUT_STORE_URL: z
+    .url({ protocol: /^(file|s3)$/, message: 'expected file:///dir or s3://bucket/prefix' })
+    .optional(),
+  /** Largest output file keep-outputs stores. @defaultValue 1 GiB */
+  INLET_OUTPUT_MAX_BYTES: int(1, 1024 * 1024 * MiB).default(1024 * MiB),
 });
 
 export type Config = z.infer<typeof schema>;

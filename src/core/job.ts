@@ -17,6 +17,11 @@ export interface DeliveryJob {
   query: Record<string, string | string[]>;
   /** The prediction object, as Replicate sent it. */
   prediction: Prediction;
+  /**
+   * Where the delivery came from: absent (or `webhook`) for one Replicate posted, `reconcile`
+   * for one `inlet reconcile` fetched from the API because no webhook of it was recorded.
+   */
+  source?: 'webhook' | 'reconcile';
 }
 
 /** The BullMQ queue every delivery goes through. */

@@ -285,7 +285,7 @@ export class DeliveryDispatcher {
       child ??= log.child({ processor: processor.name });
       return child;
     };
-    const { webhookId, query, receivedAt } = job.data;
+    const { webhookId, query, receivedAt, source } = job.data;
     const attempt = job.attemptsMade + 1;
     return {
       get log(): Logger {
@@ -297,6 +297,7 @@ export class DeliveryDispatcher {
         signal,
         query: query ?? {},
         receivedAt: new Date(receivedAt),
+        source: source ?? 'webhook',
         get log(): Logger {
           return runLog();
         },

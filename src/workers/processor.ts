@@ -22,6 +22,11 @@ export interface ProcessorContext {
   readonly query: Readonly<Record<string, string | string[]>>;
   /** When the ingest received the delivery. */
   readonly receivedAt: Date;
+  /**
+   * `reconcile` when `inlet reconcile` made this delivery from Replicate's API because no webhook
+   * of the prediction's terminal state was recorded; `webhook` otherwise.
+   */
+  readonly source: 'webhook' | 'reconcile';
 }
 
 /**
