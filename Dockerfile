@@ -35,6 +35,9 @@ COPY package.json ./
 # The example processor, so that INLET_PROCESSORS=./examples/save-outputs.js works in the image.
 # Mount your own processors, e.g. at /app/processors, and point INLET_PROCESSORS there.
 COPY examples ./examples
+# Where the keep-outputs processor stores files in compose (a named volume, which takes this
+# folder's owner the first time it is mounted, so that the `node` user can write to it).
+RUN ["install", "-d", "-o", "node", "-g", "node", "/data/outputs"]
 # The image's own user, not root; it owns nothing in /app, so the code cannot be rewritten.
 USER node
 EXPOSE 3000

@@ -2,7 +2,18 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { runCli } from '../support/cli.js';
 
-const COMMANDS = ['ingest', 'worker', 'dev', 'send', 'replay', 'secret'];
+const COMMANDS = [
+  'ingest',
+  'worker',
+  'dev',
+  'send',
+  'replay',
+  'secret',
+  'inspect',
+  'init',
+  'reconcile',
+  'healthcheck',
+];
 
 describe('the inlet CLI', () => {
   test('lists every command of the README command table', async () => {
