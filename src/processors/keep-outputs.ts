@@ -15,7 +15,8 @@
  */
 import { pipeline } from 'node:stream/promises';
 import { pathToFileURL } from 'node:url';
-import { defineProcessor, type Prediction } from '../index.js';
+import type { Prediction } from '../core/prediction.js';
+import { defineProcessor } from '../workers/processor.js';
 import { openOutputStore } from './output-store/open-output-store.js';
 import {
   describeSource,
