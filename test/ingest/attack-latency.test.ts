@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { Agent, request } from 'node:http';
 import { after, before, describe, it } from 'node:test';
-import { type CliProcess, jsonLines, spawnCli, stopCli } from '../support/cli.js';
+import { type CliProcess, jsonLines, spawnTestIngest, stopCli } from '../support/cli.js';
 import { makeSecret, samplePrediction, signedHeaders } from '../support/deliveries.js';
-import { freePort, TestRedis } from '../support/redis-server.js';
+import { TestRedis } from '../support/redis-server.js';
 
 const MiB = 1024 * 1024;
 
@@ -54,20 +54,11 @@ describe('signed deliveries under an attack of slow-to-parse unsigned bodies', (
 
   before(async () => {
     redis = await TestRedis.start();
-    port = await freePort();
-    ingest = spawnCli(['ingest'], {
-      env: {
-        REDIS_URL: redis.url,
-        REPLICATE_WEBHOOK_SECRET: secret,
-        PORT: String(port),
-        HOST: '127.0.0.1',
-        LOG_LEVEL: 'info',
-      },
-    });
-    for (let i = 0; !(await fetch(`http://127.0.0.1:${port}/readyz`).catch(() => null))?.ok; i++) {
-      assert.ok(i < 200, `the ingest did not start: ${ingest.stderrText()}`);
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
+    ({ process: ingest, port } = await spawnTestIngest({
+      REDIS_URL: redis.url,
+      REPLICATE_WEBHOOK_SECRET: secret,
+      LOG_LEVEL: 'info',
+    }));
   });
 
   after(async () => {

@@ -3,10 +3,10 @@ import { Agent, request } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
 import { Redis } from 'ioredis';
-import { type CliProcess, spawnCli, stopCli } from '../support/cli.js';
+import { type CliProcess, spawnTestIngest, stopCli } from '../support/cli.js';
 import { makeSecret } from '../support/deliveries.js';
 import { scrape } from '../support/prometheus.js';
-import { freePort, TestRedis } from '../support/redis-server.js';
+import { TestRedis } from '../support/redis-server.js';
 import { type Hostile, hostileRequests } from './hostile-requests.js';
 
 /** Requests per run; FUZZ_RUNS overrides, FUZZ_SEED replays a run. */
@@ -55,23 +55,17 @@ describe(`fuzzing the ingest with ${RUNS} hostile requests (seed ${SEED})`, () =
 
   before(async () => {
     redis = await TestRedis.start();
-    port = await freePort();
-    url = `http://127.0.0.1:${port}`;
-    ingest = spawnCli(['ingest'], {
-      env: {
-        REDIS_URL: redis.url,
-        REPLICATE_WEBHOOK_SECRET: secret,
-        PORT: String(port),
-        HOST: '127.0.0.1',
-        INLET_PREFIX: PREFIX,
-        INLET_MAX_BODY_BYTES: String(MAX_BODY),
-        LOG_LEVEL: 'warn',
-      },
-    });
-    for (let i = 0; !(await fetch(`${url}/readyz`).catch(() => null))?.ok; i++) {
-      assert.ok(i < 200, `the ingest did not start: ${ingest.stderrText()}`);
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
+    ({
+      process: ingest,
+      port,
+      url,
+    } = await spawnTestIngest({
+      REDIS_URL: redis.url,
+      REPLICATE_WEBHOOK_SECRET: secret,
+      INLET_PREFIX: PREFIX,
+      INLET_MAX_BODY_BYTES: String(MAX_BODY),
+      LOG_LEVEL: 'warn',
+    }));
   });
 
   after(async () => {

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { type CliProcess, jsonLines, spawnCli, stopCli } from '../support/cli.js';
+import { type CliProcess, jsonLines, spawnTestIngest, stopCli } from '../support/cli.js';
 import { makeSecret, samplePrediction, signedHeaders } from '../support/deliveries.js';
-import { freePort, TestRedis } from '../support/redis-server.js';
+import { TestRedis } from '../support/redis-server.js';
 
 /** The ingest's store deadline (its default, and the README's "about a second"). */
 const STORE_TIMEOUT_MS = 1000;
@@ -16,21 +16,10 @@ describe('503 under load while Redis stalls', () => {
 
   before(async () => {
     redis = await TestRedis.start();
-    const port = await freePort();
-    url = `http://127.0.0.1:${port}`;
-    // A process of its own, so that the senders' work does not slow its event loop.
-    ingest = spawnCli(['ingest'], {
-      env: {
-        REDIS_URL: redis.url,
-        REPLICATE_WEBHOOK_SECRET: secret,
-        PORT: String(port),
-        HOST: '127.0.0.1',
-      },
-    });
-    for (let i = 0; !(await fetch(`${url}/readyz`).catch(() => null))?.ok; i++) {
-      assert.ok(i < 200, `the ingest did not start: ${ingest.stderrText()}`);
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
+    ({ process: ingest, url } = await spawnTestIngest({
+      REDIS_URL: redis.url,
+      REPLICATE_WEBHOOK_SECRET: secret,
+    }));
   });
 
   after(async () => {

@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
+import { freePort } from '../../src/core/free-port.js';
 
 /** The built CLI entry, exactly what `npx inlet` and the Dockerfile run (`npm test` builds it). */
 export const CLI = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
@@ -137,4 +138,24 @@ export async function stopCli(
   const [code] = (await exited) as [number | null];
   clearTimeout(timer);
   return code;
+}
+
+/**
+ * `inlet ingest` as a process of its own on a free port of 127.0.0.1 (so that a test's own load
+ * does not slow the ingest's event loop), resolved once `/readyz` answers 200.
+ */
+export async function spawnTestIngest(
+  env: Record<string, string>,
+): Promise<{ process: CliProcess; port: number; url: string }> {
+  const port = await freePort();
+  const url = `http://127.0.0.1:${port}`;
+  const child = spawnCli(['ingest'], { env: { PORT: String(port), HOST: '127.0.0.1', ...env } });
+  for (let i = 0; !(await fetch(`${url}/readyz`).catch(() => null))?.ok; i++) {
+    if (i === 200) {
+      await stopCli(child);
+      throw new Error(`the ingest did not become ready within 10 s: ${child.stderrText()}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  return { process: child, port, url };
 }
