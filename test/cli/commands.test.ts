@@ -15,7 +15,7 @@ const COMMANDS = [
   'healthcheck',
 ];
 
-describe('the inlet CLI', () => {
+describe('the inlet CLI', { concurrency: 4 }, () => {
   test('lists every command of the README command table', async () => {
     const result = await runCli(['--help']);
     assert.equal(result.code, 0);

@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import { runCli } from '../support/cli.js';
 import { makeSecret } from '../support/deliveries.js';
 
-describe('configuration errors at the command line', () => {
+describe('configuration errors at the command line', { concurrency: 4 }, () => {
   it('refuses to skip verification while a secret is set: one line, exit 2', async () => {
     const secret = makeSecret();
     const result = await runCli(['ingest'], {

@@ -6,7 +6,7 @@ import { pidOf, SLOW_PROCESSORS, slowDelivery, WorkerCluster } from './fixtures/
 
 const TIMEOUT = { timeout: 120_000 };
 
-describe('crash safety', () => {
+describe('crash safety', { concurrency: true }, () => {
   let redis: TestRedis;
 
   before(async () => {

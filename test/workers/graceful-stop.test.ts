@@ -5,7 +5,7 @@ import { pidOf, SLOW_PROCESSORS, slowDelivery, WorkerCluster } from './fixtures/
 
 const TIMEOUT = { timeout: 120_000 };
 
-describe('stopping a worker (SIGTERM)', () => {
+describe('stopping a worker (SIGTERM)', { concurrency: true }, () => {
   let redis: TestRedis;
 
   before(async () => {
