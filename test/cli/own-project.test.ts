@@ -8,10 +8,11 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { loadConfig } from '../../src/core/config.js';
 import { createLogger } from '../../src/core/logger.js';
-import { type IngestServer, startIngest } from '../../src/ingest/server.js';
+import type { IngestServer } from '../../src/ingest/server.js';
 import { type InletWorker, startWorker } from '../../src/workers/worker.js';
 import { baseEnv, CLI, ROOT, runCli } from '../support/cli.js';
 import { makeSecret, samplePrediction } from '../support/deliveries.js';
+import { startReadyIngest } from '../support/ingest.js';
 import { TestRedis } from '../support/redis-server.js';
 
 /** send --data, inspect, replay --rerun, .env, the dev Redis record, init and --version. */
@@ -33,7 +34,7 @@ describe('inlet in your own project', () => {
     };
     const config = loadConfig({ ...env, PORT: '0', HOST: '127.0.0.1' });
     const logger = createLogger({ level: 'silent' });
-    ingest = await startIngest({ config, logger, drainTimeoutMs: 1000 });
+    ingest = await startReadyIngest({ config, logger, drainTimeoutMs: 1000 });
     worker = await startWorker({
       config,
       logger,

@@ -4,10 +4,11 @@ import { Queue, UnrecoverableError } from 'bullmq';
 import { loadConfig } from '../../src/core/config.js';
 import { QUEUE_NAME } from '../../src/core/job.js';
 import { createLogger } from '../../src/core/logger.js';
-import { type IngestServer, startIngest } from '../../src/ingest/server.js';
+import type { IngestServer } from '../../src/ingest/server.js';
 import { type InletWorker, startWorker } from '../../src/workers/worker.js';
 import { runCli } from '../support/cli.js';
 import { makeSecret } from '../support/deliveries.js';
+import { startReadyIngest } from '../support/ingest.js';
 import { freePort, TestRedis } from '../support/redis-server.js';
 
 describe('inlet replay', () => {
@@ -25,7 +26,7 @@ describe('inlet replay', () => {
     env = { REDIS_URL: redis.url, INLET_PREFIX: 'replay-test', REPLICATE_WEBHOOK_SECRET: secret };
     const config = loadConfig({ ...env, PORT: '0', HOST: '127.0.0.1', INLET_ATTEMPTS: '1' });
     const logger = createLogger({ level: 'silent' });
-    ingest = await startIngest({ config, logger, drainTimeoutMs: 1000 });
+    ingest = await startReadyIngest({ config, logger, drainTimeoutMs: 1000 });
     worker = await startWorker({
       config,
       logger,

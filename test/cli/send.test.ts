@@ -8,9 +8,10 @@ import { planDeliveries } from '../../src/cli/send-plan.js';
 import { loadConfig } from '../../src/core/config.js';
 import { createLogger } from '../../src/core/logger.js';
 import { PREDICTION_STATUSES } from '../../src/core/prediction.js';
-import { type IngestServer, startIngest } from '../../src/ingest/server.js';
+import type { IngestServer } from '../../src/ingest/server.js';
 import { jsonLines, runCli } from '../support/cli.js';
 import { makeSecret } from '../support/deliveries.js';
+import { startReadyIngest } from '../support/ingest.js';
 import { freePort, TestRedis } from '../support/redis-server.js';
 
 describe('inlet send plan', () => {
@@ -89,7 +90,7 @@ describe('inlet send against a real ingest', () => {
       HOST: '127.0.0.1',
       INLET_PREFIX: 'send-test',
     });
-    ingest = await startIngest({
+    ingest = await startReadyIngest({
       config,
       logger: createLogger({ level: 'silent' }),
       drainTimeoutMs: 1000,

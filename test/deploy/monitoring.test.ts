@@ -7,9 +7,10 @@ import { after, before, describe, it } from 'node:test';
 import { loadConfig } from '../../src/core/config.js';
 import { createLogger } from '../../src/core/logger.js';
 import { recordProcessorRun } from '../../src/core/worker-figures.js';
-import { type IngestServer, startIngest } from '../../src/ingest/server.js';
+import type { IngestServer } from '../../src/ingest/server.js';
 import { waitUntilReady } from '../support/dashboard-stack.js';
 import { makeSecret } from '../support/deliveries.js';
+import { startReadyIngest } from '../support/ingest.js';
 import { TestRedis } from '../support/redis-server.js';
 import { unlessInstalled } from '../support/requires-tool.js';
 
@@ -92,7 +93,7 @@ describe('deploy/prometheus and deploy/grafana', () => {
         REPLICATE_WEBHOOK_SECRET: makeSecret(),
         INLET_PREFIX: prefix,
       });
-      ingest = await startIngest({ config, logger: createLogger({ level: 'silent' }) });
+      ingest = await startReadyIngest({ config, logger: createLogger({ level: 'silent' }) });
       await waitUntilReady(ingest.url);
       // Processor series exist once a worker has run something.
       const client = redis.client();

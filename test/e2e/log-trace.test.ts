@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { loadConfig } from '../../src/core/config.js';
-import { type IngestServer, startIngest } from '../../src/ingest/server.js';
+import type { IngestServer } from '../../src/ingest/server.js';
 import { defineProcessor } from '../../src/workers/processor.js';
 import { type InletWorker, startWorker } from '../../src/workers/worker.js';
 import { waitUntilReady } from '../support/dashboard-stack.js';
@@ -13,7 +13,7 @@ import {
   signedHeaders,
   webhookId,
 } from '../support/deliveries.js';
-import { CapturedLogs } from '../support/ingest.js';
+import { CapturedLogs, startReadyIngest } from '../support/ingest.js';
 import { TestRedis } from '../support/redis-server.js';
 
 /**
@@ -41,7 +41,7 @@ describe('log trace of one delivery', () => {
       INLET_BACKOFF_MS: '10',
       LOG_LEVEL: 'debug',
     });
-    ingest = await startIngest({ config, logger: logs.logger.child({ service: 'ingest' }) });
+    ingest = await startReadyIngest({ config, logger: logs.logger.child({ service: 'ingest' }) });
     const notify = defineProcessor({
       name: 'notify-team',
       statuses: ['succeeded'],

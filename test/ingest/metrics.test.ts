@@ -6,9 +6,10 @@ import { loadConfig } from '../../src/core/config.js';
 import { QUEUE_NAME } from '../../src/core/job.js';
 import { createLogger } from '../../src/core/logger.js';
 import { recordProcessorRun, recordWorkerEvent } from '../../src/core/worker-figures.js';
-import { type IngestServer, startIngest } from '../../src/ingest/server.js';
+import type { IngestServer } from '../../src/ingest/server.js';
 import { waitUntilReady } from '../support/dashboard-stack.js';
 import { makeSecret, samplePrediction, signedHeaders, webhookId } from '../support/deliveries.js';
+import { startReadyIngest } from '../support/ingest.js';
 import { type Scrape, scrape } from '../support/prometheus.js';
 import { TestRedis } from '../support/redis-server.js';
 import { waitFor } from '../support/wait-for.js';
@@ -37,7 +38,7 @@ describe('GET /metrics', () => {
       INLET_MAX_BODY_BYTES: String(MAX_BODY),
     });
     const logger = createLogger({ level: 'silent' });
-    ingest = await startIngest({ config, logger, drainTimeoutMs: 1000 });
+    ingest = await startReadyIngest({ config, logger, drainTimeoutMs: 1000 });
     webhookUrl = `${ingest.url}/webhooks/replicate`;
     await waitUntilReady(ingest.url);
   });

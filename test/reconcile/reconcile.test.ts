@@ -5,7 +5,6 @@ import type { Redis } from 'ioredis';
 import { pino } from 'pino';
 import { loadConfig } from '../../src/core/config.js';
 import { type DeliveryJob, jobIdFor, QUEUE_NAME } from '../../src/core/job.js';
-import { startIngest } from '../../src/ingest/server.js';
 import { type DeliveryStore, runReconcilePass } from '../../src/reconcile/reconcile-pass.js';
 import { reconcileKeys } from '../../src/reconcile/reconcile-state.js';
 import { Reconciler } from '../../src/reconcile/reconciler.js';
@@ -14,6 +13,7 @@ import { defineProcessor, type ProcessorContext } from '../../src/workers/proces
 import { startWorker } from '../../src/workers/worker.js';
 import { webhookId } from '../support/deliveries.js';
 import { FakeReplicate } from '../support/fake-replicate.js';
+import { startReadyIngest } from '../support/ingest.js';
 import { TestRedis } from '../support/redis-server.js';
 import { predictionAt, waitFor } from './helpers.js';
 
@@ -88,7 +88,7 @@ describe('inlet reconcile', () => {
     const reconciler = new Reconciler(config, silent);
     const worker = await startWorker({ config, logger: silent, processors: [recorder] });
     const queue = new Queue<DeliveryJob>(QUEUE_NAME, { connection: client, prefix });
-    const ingest = await startIngest({
+    const ingest = await startReadyIngest({
       config: loadConfig({
         REDIS_URL: redis.url,
         INLET_PREFIX: prefix,

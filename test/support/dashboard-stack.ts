@@ -2,10 +2,11 @@ import { randomBytes } from 'node:crypto';
 import { UnrecoverableError } from 'bullmq';
 import { loadConfig } from '../../src/core/config.js';
 import { createLogger } from '../../src/core/logger.js';
-import { type IngestServer, startIngest } from '../../src/ingest/server.js';
+import type { IngestServer } from '../../src/ingest/server.js';
 import { defineProcessor } from '../../src/workers/processor.js';
 import { type InletWorker, startWorker } from '../../src/workers/worker.js';
 import { makeSecret, samplePrediction, signedHeaders, webhookId } from './deliveries.js';
+import { startReadyIngest } from './ingest.js';
 import { TestRedis } from './redis-server.js';
 
 /** The ingest connects to Redis in the background and answers 503 until it has. */
@@ -54,7 +55,7 @@ export class DashboardStack {
     };
     const config = loadConfig(env);
     const logger = createLogger({ level: 'silent' });
-    stack.ingest = await startIngest({ config, logger, drainTimeoutMs: 1000 });
+    stack.ingest = await startReadyIngest({ config, logger, drainTimeoutMs: 1000 });
     stack.worker = await startWorker({ config, logger, processors: [stack.processor()] });
     await waitUntilReady(stack.ingest.url);
     return stack;

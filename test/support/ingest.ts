@@ -23,9 +23,24 @@ export class CapturedLogs {
 }
 
 /**
+ * {@link startIngest}, resolved once `/readyz` says Redis answers, as a load balancer would wait:
+ * before that (a cold connection on a busy machine), deliveries may be answered 503.
+ */
+export async function startReadyIngest(options: IngestOptions): Promise<IngestServer> {
+  const ingest = await startIngest(options);
+  for (let i = 0; !(await fetch(`${ingest.url}/readyz`)).ok; i++) {
+    if (i === 250) {
+      await ingest.close();
+      throw new Error('the test ingest did not become ready (Redis unreachable?) within 5 s');
+    }
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  return ingest;
+}
+
+/**
  * A real ingest on a free port of 127.0.0.1, configured like a user would through the
- * environment. `env` is merged over a test default; logs are captured. Resolves once `/readyz`
- * says Redis answers, as a load balancer would wait: before that, deliveries are answered 503.
+ * environment. `env` is merged over a test default; logs are captured. Resolves once ready.
  */
 export async function startTestIngest(
   env: Record<string, string>,
@@ -33,13 +48,11 @@ export async function startTestIngest(
 ): Promise<IngestServer & { logs: CapturedLogs; webhookUrl: string }> {
   const logs = new CapturedLogs();
   const config = loadConfig({ PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'debug', ...env });
-  const ingest = await startIngest({ config, logger: logs.logger, drainTimeoutMs: 2000, ...extra });
-  for (let i = 0; !(await fetch(`${ingest.url}/readyz`)).ok; i++) {
-    if (i === 100) {
-      await ingest.close();
-      throw new Error('the test ingest did not become ready (Redis unreachable?) within 2 s');
-    }
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
+  const ingest = await startReadyIngest({
+    config,
+    logger: logs.logger,
+    drainTimeoutMs: 2000,
+    ...extra,
+  });
   return Object.assign(ingest, { logs, webhookUrl: `${ingest.url}/webhooks/replicate` });
 }

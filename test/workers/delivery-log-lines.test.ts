@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { loadConfig } from '../../src/core/config.js';
-import { type IngestServer, startIngest } from '../../src/ingest/server.js';
+import type { IngestServer } from '../../src/ingest/server.js';
 import { type InletWorker, startWorker } from '../../src/workers/worker.js';
 import { makeSecret, samplePrediction, signedHeaders } from '../support/deliveries.js';
-import { CapturedLogs } from '../support/ingest.js';
+import { CapturedLogs, startReadyIngest } from '../support/ingest.js';
 import { TestRedis } from '../support/redis-server.js';
 
 /** The log lines the README promises: one worker line per delivery, retries and refusals. */
@@ -28,7 +28,7 @@ describe('delivery log lines', () => {
       INLET_ATTEMPTS: '3',
       INLET_BACKOFF_MS: '40',
     });
-    ingest = await startIngest({ config, logger: ingestLogs.logger, drainTimeoutMs: 1000 });
+    ingest = await startReadyIngest({ config, logger: ingestLogs.logger, drainTimeoutMs: 1000 });
     worker = await startWorker({
       config,
       logger: workerLogs.logger,
