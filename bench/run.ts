@@ -108,6 +108,18 @@ try {
     },
   );
   children.push(baseline);
+  const naivePort = await freePort();
+  const naive = new BenchProcess(
+    'naive handler',
+    process.execPath,
+    ['--import', 'tsx', 'bench/naive-server.ts'],
+    {
+      env: { PORT: String(naivePort), REDIS_URL: redis.url, REPLICATE_WEBHOOK_SECRET: secret },
+      logFile: join(work, 'naive.log'),
+      cpus: cpus('server'),
+    },
+  );
+  children.push(naive);
   const ingestPort = await freePort();
   const profileFlags = flags.profile ? ['--cpu-prof', '--cpu-prof-dir', join(work, 'profile')] : [];
   const ingest = new BenchProcess(
@@ -128,16 +140,21 @@ try {
   );
   children.push(ingest);
   const baselineUrl = `http://127.0.0.1:${baselinePort}`;
+  const naiveUrl = `http://127.0.0.1:${naivePort}`;
   const ingestUrl = `http://127.0.0.1:${ingestPort}`;
   await waitForHttp(`${baselineUrl}/healthz`, baseline);
+  await waitForHttp(`${naiveUrl}/healthz`, naive);
   await waitForHttp(`${ingestUrl}/healthz`, ingest);
-  log(`redis, baseline and ingest up; pinning ${pin ? 'on' : 'off'}; logs in ${work}`);
+  log(
+    `redis, baseline, naive handler and ingest up; pinning ${pin ? 'on' : 'off'}; logs in ${work}`,
+  );
 
   const ingestRounds: IngestRound[] = !parts.has('ingest')
     ? []
     : await runIngestRounds(
         [
           { name: 'baseline', baseUrl: baselineUrl, pid: baseline.pid },
+          { name: 'naive', baseUrl: naiveUrl, pid: naive.pid },
           { name: 'inlet', baseUrl: ingestUrl, pid: ingest.pid },
         ],
         {
