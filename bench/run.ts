@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpus as hostCpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { benchSecret } from './deliveries.js';
@@ -27,7 +27,8 @@ const USAGE = `usage: npm run bench -- [--smoke] [--no-pin] [--profile] [--keep]
   --keep       keep the work folder (logs, profiles)
   --workers N  worker processes per worker round and for end-to-end (default 1)
   --out FILE   where to write the markdown (default bench/results.md)
-  --only LIST  run only some parts: ingest,workers,e2e (default all)
+  --only LIST  run only some parts: ingest,scaling,workers,e2e (default all; scaling adds
+               rounds of the ingest as 2 processes to the ingest rounds, on ≥ 2 cores)
   --seconds N, --pairs N  override the round length and the number of round pairs`;
 
 const { values: flags } = parseArgs({
@@ -38,7 +39,7 @@ const { values: flags } = parseArgs({
     keep: { type: 'boolean', default: false },
     workers: { type: 'string', default: '1' },
     out: { type: 'string' },
-    only: { type: 'string', default: 'ingest,workers,e2e' },
+    only: { type: 'string', default: 'ingest,scaling,workers,e2e' },
     seconds: { type: 'string' },
     pairs: { type: 'string' },
     help: { type: 'boolean', default: false },
@@ -139,11 +140,31 @@ try {
     },
   );
   children.push(ingest);
+  // Scaling: the same ingest as two processes (INLET_INGEST_PROCESSES=2), on every core.
+  const scaling = parts.has('scaling') && hostCpus().length >= 2;
+  const scaledPort = await freePort();
+  const scaled = scaling
+    ? new BenchProcess('inlet ingest ×2', process.execPath, ['dist/cli/main.js', 'ingest'], {
+        env: {
+          REDIS_URL: redis.url,
+          REPLICATE_WEBHOOK_SECRET: secret,
+          PORT: String(scaledPort),
+          HOST: '127.0.0.1',
+          LOG_LEVEL: 'info',
+          INLET_INGEST_PROCESSES: '2',
+        },
+        logFile: join(work, 'ingest-x2.log'),
+        cpus: cpus('any'),
+      })
+    : undefined;
+  if (scaled) children.push(scaled);
+  const scaledUrl = `http://127.0.0.1:${scaledPort}`;
   const baselineUrl = `http://127.0.0.1:${baselinePort}`;
   const naiveUrl = `http://127.0.0.1:${naivePort}`;
   const ingestUrl = `http://127.0.0.1:${ingestPort}`;
   await waitForHttp(`${baselineUrl}/healthz`, baseline);
   await waitForHttp(`${naiveUrl}/healthz`, naive);
+  if (scaled) await waitForHttp(`${scaledUrl}/healthz`, scaled);
   await waitForHttp(`${ingestUrl}/healthz`, ingest);
   log(
     `redis, baseline, naive handler and ingest up; pinning ${pin ? 'on' : 'off'}; logs in ${work}`,
@@ -156,6 +177,7 @@ try {
           { name: 'baseline', baseUrl: baselineUrl, pid: baseline.pid },
           { name: 'naive', baseUrl: naiveUrl, pid: naive.pid },
           { name: 'inlet', baseUrl: ingestUrl, pid: ingest.pid },
+          ...(scaled ? [{ name: 'inlet ×2', baseUrl: scaledUrl, pid: scaled.pid }] : []),
         ],
         {
           pairs: mode.pairs,
@@ -231,7 +253,7 @@ try {
   const markdown = renderResults({
     smoke,
     pinning: pin
-      ? 'ingest, baseline and (worker rounds) workers on CPU 1; Redis and the load generator on CPU 0; end-to-end, the worker on either core (taskset)'
+      ? 'ingest, baselines and (worker rounds) workers on CPU 1; Redis and the load generator on CPU 0; the ingest as 2 processes and, end-to-end, the worker on either core (taskset)'
       : 'none (the scheduler places every process)',
     roundSeconds: mode.seconds,
     connections: CONNECTIONS,
