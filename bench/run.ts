@@ -29,7 +29,9 @@ const USAGE = `usage: npm run bench -- [--smoke] [--no-pin] [--profile] [--keep]
   --out FILE   where to write the markdown (default bench/results.md)
   --only LIST  run only some parts: ingest,scaling,workers,e2e (default all; scaling adds
                rounds of the ingest as 2 processes to the ingest rounds, on ≥ 2 cores)
-  --seconds N, --pairs N  override the round length and the number of round pairs`;
+  --seconds N, --pairs N  override the round length and the number of round pairs
+  --against DIR  also run \`DIR/cli/main.js ingest\` (a copy of dist/ built from the code before a
+               change) as a fourth server, "before", in the same alternating rounds`;
 
 const { values: flags } = parseArgs({
   options: {
@@ -42,6 +44,7 @@ const { values: flags } = parseArgs({
     only: { type: 'string', default: 'ingest,scaling,workers,e2e' },
     seconds: { type: 'string' },
     pairs: { type: 'string' },
+    against: { type: 'string' },
     help: { type: 'boolean', default: false },
   },
 });
@@ -158,6 +161,27 @@ try {
       })
     : undefined;
   if (scaled) children.push(scaled);
+  const beforePort = await freePort();
+  const before = flags.against
+    ? new BenchProcess(
+        'inlet ingest (before)',
+        process.execPath,
+        [join(flags.against, 'cli/main.js'), 'ingest'],
+        {
+          env: {
+            REDIS_URL: redis.url,
+            REPLICATE_WEBHOOK_SECRET: secret,
+            PORT: String(beforePort),
+            HOST: '127.0.0.1',
+            LOG_LEVEL: 'info',
+          },
+          logFile: join(work, 'ingest-before.log'),
+          cpus: cpus('server'),
+        },
+      )
+    : undefined;
+  if (before) children.push(before);
+  const beforeUrl = `http://127.0.0.1:${beforePort}`;
   const scaledUrl = `http://127.0.0.1:${scaledPort}`;
   const baselineUrl = `http://127.0.0.1:${baselinePort}`;
   const naiveUrl = `http://127.0.0.1:${naivePort}`;
@@ -165,6 +189,7 @@ try {
   await waitForHttp(`${baselineUrl}/healthz`, baseline);
   await waitForHttp(`${naiveUrl}/healthz`, naive);
   if (scaled) await waitForHttp(`${scaledUrl}/healthz`, scaled);
+  if (before) await waitForHttp(`${beforeUrl}/healthz`, before);
   await waitForHttp(`${ingestUrl}/healthz`, ingest);
   log(
     `redis, baseline, naive handler and ingest up; pinning ${pin ? 'on' : 'off'}; logs in ${work}`,
@@ -177,6 +202,7 @@ try {
           { name: 'baseline', baseUrl: baselineUrl, pid: baseline.pid },
           { name: 'naive', baseUrl: naiveUrl, pid: naive.pid },
           { name: 'inlet', baseUrl: ingestUrl, pid: ingest.pid },
+          ...(before ? [{ name: 'before', baseUrl: beforeUrl, pid: before.pid }] : []),
           ...(scaled ? [{ name: 'inlet ×2', baseUrl: scaledUrl, pid: scaled.pid }] : []),
         ],
         {
