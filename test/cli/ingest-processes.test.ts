@@ -10,6 +10,11 @@ const listeningPids = (child: CliProcess) =>
     .filter((line) => line.msg === 'ingest listening')
     .map((line) => Number(line.pid));
 
+const deliveryPids = (child: CliProcess) =>
+  jsonLines(child.stdoutText())
+    .filter((line) => line.msg === 'delivery' && line.outcome === 'accepted')
+    .map((line) => Number(line.pid));
+
 const isAlive = (pid: number) => {
   try {
     process.kill(pid, 0);
@@ -64,6 +69,9 @@ describe('inlet ingest --processes 2', () => {
     assert.equal(await client.llen('inlet:deliveries:wait'), 20);
     client.disconnect();
 
+    // Both processes took deliveries (each logs its own), so the total below is a sum.
+    await waitFor('the delivery log lines', () => deliveryPids(child).length === 20);
+    assert.equal(new Set(deliveryPids(child)).size, 2, 'deliveries reached both processes');
     const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
     // Counted in two processes, summed by the primary.
     assert.match(metrics, /^inlet_deliveries_total\{outcome="accepted"\} 20$/m);
