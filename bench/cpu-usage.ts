@@ -11,6 +11,34 @@ export function processCpuSeconds(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND;
 }
 
+/** The live descendants of `pid` (a cluster primary's workers), from /proc. */
+export function descendants(pid: number): number[] {
+  let children: number[];
+  try {
+    children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8')
+      .trim()
+      .split(/\s+/)
+      .filter(Boolean)
+      .map(Number);
+  } catch {
+    return [];
+  }
+  return children.flatMap((child) => [child, ...descendants(child)]);
+}
+
+/** CPU seconds `pid` and its live descendants have used so far. */
+export function treeCpuSeconds(pid: number): number {
+  let total = 0;
+  for (const each of [pid, ...descendants(pid)]) {
+    try {
+      total += processCpuSeconds(each);
+    } catch {
+      // Exited between the listing and the read.
+    }
+  }
+  return total;
+}
+
 /** CPU seconds the whole machine has been busy so far (every core, every process). */
 export function machineBusySeconds(): number {
   const line = readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? '';
@@ -24,15 +52,19 @@ export function machineBusySeconds(): number {
 }
 
 /**
- * Measures CPU time over a span: per named bench process, and what the rest of the machine used
+ * Measures CPU time over a span: per named bench process (with its child processes), and what the rest of the machine used
  * (other people's builds and tests), which tells how much a round was disturbed.
  */
 export class CpuMeter {
   private readonly start: Map<string, number>;
   private readonly machineStart = machineBusySeconds();
 
-  constructor(private readonly pids: Record<string, number>) {
-    this.start = new Map(Object.entries(pids).map(([name, pid]) => [name, processCpuSeconds(pid)]));
+  /** @param withChildren - names whose child processes count too (a cluster primary's workers). */
+  constructor(
+    private readonly pids: Record<string, number>,
+    private readonly withChildren: string[] = [],
+  ) {
+    this.start = new Map(Object.entries(pids).map(([name, pid]) => [name, this.cpuOf(name, pid)]));
   }
 
   /** CPU seconds per process since the meter started, and `other`: everything else. */
@@ -40,10 +72,14 @@ export class CpuMeter {
     const used: Record<string, number> = {};
     let ours = 0;
     for (const [name, pid] of Object.entries(this.pids)) {
-      used[name] = processCpuSeconds(pid) - (this.start.get(name) ?? 0);
+      used[name] = this.cpuOf(name, pid) - (this.start.get(name) ?? 0);
       ours += used[name];
     }
     used.other = Math.max(0, machineBusySeconds() - this.machineStart - ours);
     return used;
+  }
+
+  private cpuOf(name: string, pid: number): number {
+    return this.withChildren.includes(name) ? treeCpuSeconds(pid) : processCpuSeconds(pid);
   }
 }

@@ -6,7 +6,8 @@ import { driveWebhooks, type RoundResult } from './load.js';
 
 /** One HTTP server the rounds are driven against. */
 export interface Target {
-  name: 'baseline' | 'inlet';
+  /** `baseline`: bare Koa; `naive`: Koa + verify + `Queue.add`; `inlet ×N`: N ingest processes. */
+  name: string;
   baseUrl: string;
   pid: number;
 }
@@ -34,6 +35,8 @@ export interface RoundCpu {
 
 export interface IngestRound {
   target: Target['name'];
+  /** 1-based; 0 for a warm-up. */
+  pair: number;
   result: RoundResult;
   cpu: RoundCpu;
 }
@@ -42,7 +45,7 @@ export interface IngestRound {
 const FIRST_GUESS_PER_SECOND = 8_000;
 
 /**
- * Alternating rounds, baseline then inlet, the same requests (fresh pre-signed deliveries each
+ * Alternating rounds, the targets in turn, the same requests (fresh pre-signed deliveries each
  * round) and the same load generator settings, after a warm-up of each target.
  */
 export async function runIngestRounds(
@@ -51,15 +54,18 @@ export async function runIngestRounds(
 ): Promise<IngestRound[]> {
   const pool = new DeliveryPool(settings.secret);
   const lastRate = new Map<string, number>();
-  const round = async (target: Target, seconds: number): Promise<IngestRound> => {
+  const round = async (target: Target, seconds: number, pair: number): Promise<IngestRound> => {
     const rate = Math.max(lastRate.get(target.name) ?? 0, FIRST_GUESS_PER_SECOND);
     pool.refill(Math.ceil(rate * seconds * 1.5) + settings.connections);
     await settings.redis.flushall();
-    const meter = new CpuMeter({
-      server: target.pid,
-      redis: settings.redisPid,
-      generator: process.pid,
-    });
+    const meter = new CpuMeter(
+      {
+        server: target.pid,
+        redis: settings.redisPid,
+        generator: process.pid,
+      },
+      ['server'],
+    );
     const started = performance.now();
     const result = await driveWebhooks(pool, {
       baseUrl: target.baseUrl,
@@ -76,17 +82,17 @@ export async function runIngestRounds(
       generatorUs: perRequest('generator'),
       otherShare: (used.other ?? 0) / (elapsed * cpus().length),
     };
-    return { target: target.name, result, cpu };
+    return { target: target.name, pair, result, cpu };
   };
 
   for (const target of targets) {
-    const warm = await round(target, settings.warmupSeconds);
+    const warm = await round(target, settings.warmupSeconds, 0);
     settings.log(`warm-up ${target.name}: ${describe(warm)}`);
   }
   const rounds: IngestRound[] = [];
   for (let pair = 1; pair <= settings.pairs; pair++) {
     for (const target of targets) {
-      const done = await round(target, settings.seconds);
+      const done = await round(target, settings.seconds, pair);
       rounds.push(done);
       settings.log(`round ${pair} ${target.name}: ${describe(done)}`);
     }

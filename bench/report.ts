@@ -61,8 +61,8 @@ export function revision(): string {
 
 /** Renders the results as the markdown the README quotes. */
 export function renderResults(results: BenchResults): string {
-  const of = (name: IngestRound['target']) => results.ingest.filter((r) => r.target === name);
-  const summary = (name: IngestRound['target']) => {
+  const of = (name: string) => results.ingest.filter((r) => r.target === name);
+  const summary = (name: string) => {
     const rounds = of(name);
     return {
       rps: median(rounds.map((r) => r.result.requestsPerSecond)),
@@ -73,50 +73,88 @@ export function renderResults(results: BenchResults): string {
     };
   };
   const base = summary('baseline');
+  const naive = summary('naive');
   const inlet = summary('inlet');
+  const ingestRssMb = results.ingestRoundsPeakRssBytes / 1e6;
   const rows: string[][] = [
-    ['measure', 'baseline', 'inlet', 'inlet ÷ baseline', 'target', ''],
+    ['measure', 'bare Koa', 'reference', 'inlet', 'inlet ÷ reference', 'target', ''],
     [
-      'ingest throughput, requests/s',
+      'ingest throughput, requests/s (reference: naive handler)',
       round(base.rps),
+      round(naive.rps),
       round(inlet.rps),
-      round(inlet.rps / base.rps, 2),
-      '≥ 0.8',
-      check(inlet.rps / base.rps >= 0.8),
+      round(inlet.rps / naive.rps, 2),
+      '≥ 1.2',
+      check(inlet.rps / naive.rps >= 1.2),
     ],
     [
       'ingest latency p50, ms',
       round(base.p50, 1),
+      round(naive.p50, 1),
       round(inlet.p50, 1),
-      round(inlet.p50 / base.p50, 2),
+      round(inlet.p50 / naive.p50, 2),
       '',
       '',
     ],
     [
       'ingest latency p99, ms',
       round(base.p99, 1),
+      round(naive.p99, 1),
       round(inlet.p99, 1),
-      round(inlet.p99 / base.p99, 2),
-      '≤ 1.5',
-      check(inlet.p99 / base.p99 <= 1.5),
+      round(inlet.p99 / naive.p99, 2),
+      '≤ 1',
+      check(inlet.p99 <= naive.p99),
     ],
     [
-      'server CPU per request, µs',
+      'ingest server CPU per request, µs',
       round(base.serverUs),
+      round(naive.serverUs),
       round(inlet.serverUs),
-      round(inlet.serverUs / base.serverUs, 2),
+      round(inlet.serverUs / naive.serverUs, 2),
       '',
       '',
     ],
-    ['Redis CPU per request, µs', '–', round(inlet.redisUs), '', '', ''],
+    [
+      'Redis CPU per stored delivery, µs (reference: `Queue.add`)',
+      '–',
+      round(naive.redisUs),
+      round(inlet.redisUs),
+      round(inlet.redisUs / naive.redisUs, 2),
+      '≤ 1.2',
+      check(inlet.redisUs / naive.redisUs <= 1.2),
+    ],
+    [
+      `ingest peak RSS at ${results.connections} connections, MB`,
+      '',
+      '',
+      round(ingestRssMb, 1),
+      '',
+      '≤ 150 MB',
+      check(ingestRssMb <= 150),
+    ],
   ];
+  const scaled = results.ingest.filter((r) => r.target.startsWith('inlet ×'));
+  if (scaled.length > 0) {
+    const name = scaled[0]?.target ?? '';
+    const many = summary(name);
+    rows.push([
+      `ingest throughput with ${name.slice('inlet '.length)} processes (INLET_INGEST_PROCESSES), requests/s`,
+      '',
+      round(inlet.rps),
+      round(many.rps),
+      round(many.rps / inlet.rps, 2),
+      '',
+      '',
+    ]);
+  }
   if (typeof results.workers === 'string') {
     rows.push([
       'worker throughput, deliveries/s',
       '',
+      '',
       results.workers,
       '',
-      '≥ 0.8',
+      '≥ 0.6',
       'not measured',
     ]);
   } else {
@@ -130,15 +168,17 @@ export function renderResults(results: BenchResults): string {
     const cpuOf = (kind: string, field: 'workerUs' | 'redisUs') =>
       median(workers.filter((r) => r.kind === kind).map((r) => r[field]));
     rows.push([
-      'worker throughput, deliveries/s (baseline: raw BullMQ)',
+      'worker throughput, deliveries/s (reference: raw BullMQ)',
+      '',
       round(raw),
       round(ours),
       round(ours / raw, 2),
-      '≥ 0.8',
-      check(ours / raw >= 0.8),
+      '≥ 0.6',
+      check(ours / raw >= 0.6),
     ]);
     rows.push([
       'worker CPU per delivery, µs',
+      '',
       round(cpuOf('raw BullMQ', 'workerUs')),
       round(cpuOf('inlet', 'workerUs')),
       round(cpuOf('inlet', 'workerUs') / cpuOf('raw BullMQ', 'workerUs'), 2),
@@ -147,21 +187,23 @@ export function renderResults(results: BenchResults): string {
     ]);
     rows.push([
       'Redis CPU per delivery (workers), µs',
+      '',
       round(cpuOf('raw BullMQ', 'redisUs')),
       round(cpuOf('inlet', 'redisUs')),
       round(cpuOf('inlet', 'redisUs') / cpuOf('raw BullMQ', 'redisUs'), 2),
-      '',
-      '',
+      '≤ 1.3',
+      check(cpuOf('inlet', 'redisUs') / cpuOf('raw BullMQ', 'redisUs') <= 1.3),
     ]);
   }
   const e2e = results.endToEnd;
   if (typeof e2e === 'string') {
-    rows.push(['end-to-end 202 → processor start', '', e2e, '', '≤ 25 ms p99', 'not measured']);
+    rows.push(['end-to-end 202 → processor start', '', '', e2e, '', '≤ 25 ms p99', 'not measured']);
   } else {
     for (const run of e2e) {
       const target = run.rate === 1000;
       rows.push([
         `end-to-end 202 → processor start at ${run.rate}/s, p50 ms`,
+        '',
         '',
         round(run.p50, 1),
         '',
@@ -170,6 +212,7 @@ export function renderResults(results: BenchResults): string {
       ]);
       rows.push([
         `end-to-end 202 → processor start at ${run.rate}/s, p99 ms`,
+        '',
         '',
         round(run.p99, 1),
         '',
@@ -181,12 +224,13 @@ export function renderResults(results: BenchResults): string {
   const rssMb = results.ingestPeakRssBytes / 1e6;
   const baselineRssMb = results.baselinePeakRssBytes / 1e6;
   rows.push([
-    'peak RSS over the whole run, MB',
+    'peak RSS over the whole run (with end-to-end overload), MB',
     round(baselineRssMb, 1),
+    '',
     round(rssMb, 1),
-    round(rssMb / baselineRssMb, 2),
-    '≤ 150 MB',
-    check(rssMb <= 150),
+    '',
+    '',
+    '',
   ]);
 
   const lines = [
@@ -195,6 +239,7 @@ export function renderResults(results: BenchResults): string {
     table(rows),
     '',
     `Medians of ${of('inlet').length} alternating rounds of ${results.roundSeconds} s per server, ` +
+      'bare Koa (no verification, no Redis), the naive handler (Koa + raw body + `verifyWebhook` + `Queue.add`, no de-duplication window, logs or metrics) and inlet; ' +
       `${results.connections} connections, autocannon; every request a unique, signed ~860-byte prediction.`,
     '',
     '## Conditions',
@@ -221,14 +266,14 @@ export function renderResults(results: BenchResults): string {
         "others' CPU",
         'non-2xx / errors',
       ],
-      ...results.ingest.map((r, i) => [
-        String(Math.floor(i / 2) + 1),
+      ...results.ingest.map((r) => [
+        String(r.pair),
         r.target,
         round(r.result.requestsPerSecond),
         round(r.result.p50, 1),
         round(r.result.p99, 1),
         round(r.cpu.serverUs),
-        r.target === 'inlet' ? round(r.cpu.redisUs) : '–',
+        r.target === 'baseline' ? '–' : round(r.cpu.redisUs),
         `${round(r.cpu.otherShare * 100)}%`,
         `${r.result.non2xx} / ${r.result.errors + r.result.timeouts}`,
       ]),

@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpus as hostCpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { benchSecret } from './deliveries.js';
@@ -27,8 +27,11 @@ const USAGE = `usage: npm run bench -- [--smoke] [--no-pin] [--profile] [--keep]
   --keep       keep the work folder (logs, profiles)
   --workers N  worker processes per worker round and for end-to-end (default 1)
   --out FILE   where to write the markdown (default bench/results.md)
-  --only LIST  run only some parts: ingest,workers,e2e (default all)
-  --seconds N, --pairs N  override the round length and the number of round pairs`;
+  --only LIST  run only some parts: ingest,scaling,workers,e2e (default all; scaling adds
+               rounds of the ingest as 2 processes to the ingest rounds, on ≥ 2 cores)
+  --seconds N, --pairs N  override the round length and the number of round pairs
+  --against DIR  also run \`DIR/cli/main.js ingest\` (a copy of dist/ built from the code before a
+               change) as a fourth server, "before", in the same alternating rounds`;
 
 const { values: flags } = parseArgs({
   options: {
@@ -38,9 +41,10 @@ const { values: flags } = parseArgs({
     keep: { type: 'boolean', default: false },
     workers: { type: 'string', default: '1' },
     out: { type: 'string' },
-    only: { type: 'string', default: 'ingest,workers,e2e' },
+    only: { type: 'string', default: 'ingest,scaling,workers,e2e' },
     seconds: { type: 'string' },
     pairs: { type: 'string' },
+    against: { type: 'string' },
     help: { type: 'boolean', default: false },
   },
 });
@@ -108,6 +112,18 @@ try {
     },
   );
   children.push(baseline);
+  const naivePort = await freePort();
+  const naive = new BenchProcess(
+    'naive handler',
+    process.execPath,
+    ['--import', 'tsx', 'bench/naive-server.ts'],
+    {
+      env: { PORT: String(naivePort), REDIS_URL: redis.url, REPLICATE_WEBHOOK_SECRET: secret },
+      logFile: join(work, 'naive.log'),
+      cpus: cpus('server'),
+    },
+  );
+  children.push(naive);
   const ingestPort = await freePort();
   const profileFlags = flags.profile ? ['--cpu-prof', '--cpu-prof-dir', join(work, 'profile')] : [];
   const ingest = new BenchProcess(
@@ -127,18 +143,67 @@ try {
     },
   );
   children.push(ingest);
+  // Scaling: the same ingest as two processes (INLET_INGEST_PROCESSES=2), on every core.
+  const scaling = parts.has('scaling') && hostCpus().length >= 2;
+  const scaledPort = await freePort();
+  const scaled = scaling
+    ? new BenchProcess('inlet ingest ×2', process.execPath, ['dist/cli/main.js', 'ingest'], {
+        env: {
+          REDIS_URL: redis.url,
+          REPLICATE_WEBHOOK_SECRET: secret,
+          PORT: String(scaledPort),
+          HOST: '127.0.0.1',
+          LOG_LEVEL: 'info',
+          INLET_INGEST_PROCESSES: '2',
+        },
+        logFile: join(work, 'ingest-x2.log'),
+        cpus: cpus('any'),
+      })
+    : undefined;
+  if (scaled) children.push(scaled);
+  const beforePort = await freePort();
+  const before = flags.against
+    ? new BenchProcess(
+        'inlet ingest (before)',
+        process.execPath,
+        [join(flags.against, 'cli/main.js'), 'ingest'],
+        {
+          env: {
+            REDIS_URL: redis.url,
+            REPLICATE_WEBHOOK_SECRET: secret,
+            PORT: String(beforePort),
+            HOST: '127.0.0.1',
+            LOG_LEVEL: 'info',
+          },
+          logFile: join(work, 'ingest-before.log'),
+          cpus: cpus('server'),
+        },
+      )
+    : undefined;
+  if (before) children.push(before);
+  const beforeUrl = `http://127.0.0.1:${beforePort}`;
+  const scaledUrl = `http://127.0.0.1:${scaledPort}`;
   const baselineUrl = `http://127.0.0.1:${baselinePort}`;
+  const naiveUrl = `http://127.0.0.1:${naivePort}`;
   const ingestUrl = `http://127.0.0.1:${ingestPort}`;
   await waitForHttp(`${baselineUrl}/healthz`, baseline);
+  await waitForHttp(`${naiveUrl}/healthz`, naive);
+  if (scaled) await waitForHttp(`${scaledUrl}/healthz`, scaled);
+  if (before) await waitForHttp(`${beforeUrl}/healthz`, before);
   await waitForHttp(`${ingestUrl}/healthz`, ingest);
-  log(`redis, baseline and ingest up; pinning ${pin ? 'on' : 'off'}; logs in ${work}`);
+  log(
+    `redis, baseline, naive handler and ingest up; pinning ${pin ? 'on' : 'off'}; logs in ${work}`,
+  );
 
   const ingestRounds: IngestRound[] = !parts.has('ingest')
     ? []
     : await runIngestRounds(
         [
           { name: 'baseline', baseUrl: baselineUrl, pid: baseline.pid },
+          { name: 'naive', baseUrl: naiveUrl, pid: naive.pid },
           { name: 'inlet', baseUrl: ingestUrl, pid: ingest.pid },
+          ...(before ? [{ name: 'before', baseUrl: beforeUrl, pid: before.pid }] : []),
+          ...(scaled ? [{ name: 'inlet ×2', baseUrl: scaledUrl, pid: scaled.pid }] : []),
         ],
         {
           pairs: mode.pairs,
@@ -214,7 +279,7 @@ try {
   const markdown = renderResults({
     smoke,
     pinning: pin
-      ? 'ingest, baseline and (worker rounds) workers on CPU 1; Redis and the load generator on CPU 0; end-to-end, the worker on either core (taskset)'
+      ? 'ingest, baselines and (worker rounds) workers on CPU 1; Redis and the load generator on CPU 0; the ingest as 2 processes and, end-to-end, the worker on either core (taskset)'
       : 'none (the scheduler places every process)',
     roundSeconds: mode.seconds,
     connections: CONNECTIONS,

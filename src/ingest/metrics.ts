@@ -9,6 +9,7 @@ import {
 } from 'prom-client';
 import { QUEUE_NAME } from '../core/job.js';
 import { RUN_BUCKETS, type WorkerEvent, type WorkerFigures } from '../core/worker-figures.js';
+import { clusterMetricsText, shareWithPrimary } from './cluster-metrics.js';
 import { QUEUE_STATES, type QueueFigureReader, type QueueFigures } from './queue-figures.js';
 import type { DeliveryOutcome } from './webhook-route.js';
 
@@ -44,6 +45,11 @@ export interface IngestMetricsOptions {
   readTimeoutMs?: number;
   /** Also export Node.js process metrics (`process_*`, `nodejs_*`). @defaultValue `true` */
   processMetrics?: boolean;
+  /**
+   * One of several ingest processes (`INLET_INGEST_PROCESSES`): `/metrics` answers with the
+   * figures of all of them, gathered by the cluster primary. @defaultValue `false`
+   */
+  clustered?: boolean;
 }
 
 /**
@@ -58,6 +64,7 @@ export class IngestMetrics {
   /** The registry `GET /metrics` serves. */
   readonly registry = new Registry();
   private readonly readTimeoutMs: number;
+  private readonly clustered: boolean;
   private reader: QueueFigureReader | undefined;
   private scrape: Promise<QueueFigures | undefined> | undefined;
   private readonly deliveries: Counter<'outcome'>;
@@ -65,6 +72,7 @@ export class IngestMetrics {
 
   constructor(options: IngestMetricsOptions = {}) {
     this.readTimeoutMs = options.readTimeoutMs ?? 1000;
+    this.clustered = options.clustered ?? false;
     const registers = [this.registry];
     this.deliveries = new Counter({
       name: 'inlet_deliveries_total',
@@ -86,6 +94,7 @@ export class IngestMetrics {
     this.registerQueueMetrics();
     this.registerWorkerMetrics();
     if (options.processMetrics ?? true) collectDefaultMetrics({ register: this.registry });
+    if (this.clustered) shareWithPrimary(this.registry);
   }
 
   /** Counts one answered delivery; the ingest's `onDelivery` hook. */
@@ -104,7 +113,7 @@ export class IngestMetrics {
     router.get('/metrics', async (ctx) => {
       ctx.set('Cache-Control', 'no-store');
       ctx.type = this.registry.contentType;
-      ctx.body = await this.registry.metrics();
+      ctx.body = this.clustered ? await clusterMetricsText() : await this.registry.metrics();
     });
   }
 
@@ -133,6 +142,7 @@ export class IngestMetrics {
       name: 'inlet_redis_up',
       help: '1 when this scrape could read the queue and worker figures from Redis, else 0.',
       registers,
+      aggregator: 'min',
       async collect() {
         this.set((await figures()) ? 1 : 0);
       },
@@ -140,6 +150,7 @@ export class IngestMetrics {
     new Gauge({
       name: 'inlet_queue_jobs',
       help: 'Jobs in the deliveries queue, by BullMQ state (failed = dead-lettered).',
+      aggregator: 'max',
       labelNames: ['queue', 'state'],
       registers,
       async collect() {
@@ -151,6 +162,7 @@ export class IngestMetrics {
     new Gauge({
       name: 'inlet_dead_letter_jobs',
       help: 'Dead-lettered deliveries: jobs in the failed state, waiting for `inlet replay` or a retry from the dashboard.',
+      aggregator: 'max',
       labelNames: ['queue'],
       registers,
       async collect() {
@@ -162,6 +174,7 @@ export class IngestMetrics {
     new Gauge({
       name: 'inlet_queue_oldest_waiting_age_seconds',
       help: 'Seconds since the delivery workers take next was queued; 0 when nothing waits.',
+      aggregator: 'max',
       labelNames: ['queue'],
       registers,
       async collect() {
@@ -178,6 +191,7 @@ export class IngestMetrics {
     new Counter({
       name: 'inlet_processor_runs_total',
       help: 'Processor runs by all workers, by processor and result (ok, error).',
+      aggregator: 'max',
       labelNames: ['processor', 'result'],
       registers,
       async collect() {
@@ -194,6 +208,7 @@ export class IngestMetrics {
       help: 'Delivery events counted by all workers: processed, retried (a retry was scheduled), dead_lettered, skipped_after_terminal, redriven.',
       labelNames: ['event'],
       registers,
+      aggregator: 'max',
       async collect() {
         const read = await workers();
         this.reset();
@@ -214,7 +229,8 @@ class RunDurationHistogram {
   readonly name = 'inlet_processor_run_duration_seconds';
   readonly help = 'Duration of processor runs by all workers, by processor.';
   readonly type = 'histogram';
-  readonly aggregator = 'sum';
+  /** Read from Redis, the same in every ingest process: not summed across them. */
+  readonly aggregator = 'max';
 
   constructor(private readonly workers: () => Promise<WorkerFigures | undefined>) {}
 

@@ -23,6 +23,11 @@ export interface IngestOptions {
   /** Mounts further routes on the app (metrics, dashboard). */
   extend?: (app: Koa, router: Router, queue: Queue<DeliveryJob>) => void;
   onDelivery?: (outcome: DeliveryOutcome, seconds: number) => void;
+  /**
+   * One of several ingest processes under a cluster primary (`INLET_INGEST_PROCESSES`):
+   * `/metrics` answers for all of them. @defaultValue `false`
+   */
+  clustered?: boolean;
   /** How long shutdown waits for requests in flight before it cuts connections. @defaultValue `10000` */
   drainTimeoutMs?: number;
 }
@@ -62,7 +67,7 @@ export async function startIngest(options: IngestOptions): Promise<IngestServer>
   });
   queue.on('error', (error) => logger.debug({ err: error }, 'queue error'));
   const enqueuer = new DeliveryEnqueuer(queue, redis, config);
-  const metrics = new IngestMetrics();
+  const metrics = new IngestMetrics({ clustered: options.clustered ?? false });
   metrics.readFrom(new QueueFigureReader(queue, redis, config.INLET_PREFIX));
 
   const app = createApp({
