@@ -118,8 +118,10 @@ describe('signed deliveries under an attack of slow-to-parse unsigned bodies', (
     process.stdout.write(`# ${figures}\n`);
     assert.deepEqual([...attackStatuses], [401], 'every hostile body is refused 401');
     assert.deepEqual([...new Set(attacked.map((a) => a.status))], [202], figures);
-    // Generous, for a shared machine where the attackers use CPU too. When the ingest parsed
-    // them, signed deliveries waited seconds (p99 4.5 s against a quiet 0.1 s on that machine).
-    assert.ok(attackedP99 < Math.max(10 * quietP99, 500), figures);
+    // Generous: the attackers and the senders share this process and the machine's two cores.
+    // When the ingest parsed unverified bodies, signed deliveries waited seconds (p99 4.5 s
+    // against a quiet 0.1 s on that machine) and some got 503. In test:chaos, which runs its
+    // files one at a time, so that other test files do not take the CPU the bound is about.
+    assert.ok(attackedP99 < Math.max(10 * quietP99, 1500), figures);
   });
 });
