@@ -1,5 +1,5 @@
 import { Command } from 'commander';
-import { type Config, ConfigError, loadConfig } from '../core/config.js';
+import { type Config, ConfigError, loadConfig, redactUrl } from '../core/config.js';
 import { createLogger, flushLogger, type Logger } from '../core/logger.js';
 import type { IngestServer } from '../ingest/server.js';
 import type { InletWorker } from '../workers/worker.js';
@@ -7,7 +7,7 @@ import { ensureDevSecret, STATE_DIR } from './dev-secret.js';
 import { startWatchedWorker } from './dev-watch.js';
 import { listenError } from './listen-error.js';
 import { type ManagedRedis, redisAnswers, startManagedRedis } from './managed-redis.js';
-import { redactedUrl, removeDevRedisRecord, writeDevRedisRecord } from './redis-target.js';
+import { removeDevRedisRecord, writeDevRedisRecord } from './redis-target.js';
 import { DEFAULT_WEBHOOK_URL } from './send.js';
 import { onShutdownSignal } from './shutdown.js';
 
@@ -46,9 +46,11 @@ Same variables as ingest and worker (INLET_PROCESSORS, PORT, …).`,
       const stop = async () => {
         // Side by side: each is bounded (the worker by grace + 2 s, even with Redis away).
         await Promise.all([worker?.close(), ingest?.close()]);
-        if (redis.managed) removeDevRedisRecord();
-        await redis.managed?.stop();
-        if (redis.managed) logger.info('private redis-server stopped');
+        if (redis.managed) {
+          removeDevRedisRecord();
+          await redis.managed.stop();
+          logger.info('private redis-server stopped');
+        }
         flushLogger(logger);
       };
       // Handled from here on, during start-up too: a Ctrl-C must never leave the Redis behind.
@@ -109,7 +111,7 @@ async function chooseRedis(
     if (!(await redisAnswers(config.REDIS_URL, 1000))) {
       logger.warn('REDIS_URL does not answer (yet): deliveries get 503 until it does');
     }
-    logger.info({ redis: redactedUrl(config.REDIS_URL) }, 'using REDIS_URL');
+    logger.info({ redis: redactUrl(config.REDIS_URL) }, 'using REDIS_URL');
     return { url: config.REDIS_URL };
   }
   if (!forcePrivate && (await redisAnswers(LOCAL_REDIS))) {

@@ -2,6 +2,8 @@ import { Command } from 'commander';
 import { loadConfig } from '../core/config.js';
 import { createLogger, flushLogger } from '../core/logger.js';
 import type { PassReport } from '../reconcile/reconcile-pass.js';
+import { reachable } from './redis-command.js';
+import { announceRedis, redisTarget } from './redis-target.js';
 import { runService } from './run-service.js';
 
 interface ReconcileFlags {
@@ -62,12 +64,16 @@ Examples:
 }
 
 async function once(dryRun: boolean): Promise<void> {
-  const config = loadConfig();
+  // Like replay and inspect: says which Redis, and finds the private one of an inlet dev here.
+  const loaded = loadConfig();
+  const target = redisTarget(loaded);
+  const config = { ...loaded, REDIS_URL: target.url };
   const logger = createLogger({ level: config.LOG_LEVEL, base: { service: 'reconcile' } });
   const { Reconciler } = await import('../reconcile/reconciler.js');
-  const reconciler = new Reconciler(config, logger);
+  const reconciler = new Reconciler(config, logger); // refuses a missing token first
+  announceRedis(target);
   try {
-    await reachable(reconciler);
+    await reachable(reconciler.redis, config.REDIS_URL);
     if (!dryRun && !(await reconciler.lease.acquire())) {
       process.stdout.write('another reconciler holds the lease: skipped this pass\n');
       return;
@@ -85,17 +91,6 @@ async function once(dryRun: boolean): Promise<void> {
   } finally {
     await reconciler.close();
     flushLogger(logger);
-  }
-}
-
-async function reachable(reconciler: { redis: { ping(): Promise<string> } }): Promise<void> {
-  const timeout = new Promise<never>((_, reject) => {
-    setTimeout(() => reject(new Error('timeout')), 5_000).unref();
-  });
-  try {
-    await Promise.race([reconciler.redis.ping(), timeout]);
-  } catch {
-    throw new Error('cannot reach Redis: set REDIS_URL to the Redis inlet uses');
   }
 }
 

@@ -1,7 +1,7 @@
 import type { Redis } from 'ioredis';
-import { type Config, ConfigError, loadConfig } from '../core/config.js';
+import { type Config, ConfigError, loadConfig, redactUrl } from '../core/config.js';
 import { closeRedis, createRedis } from '../core/redis.js';
-import { announceRedis, redactedUrl, redisTarget } from './redis-target.js';
+import { announceRedis, redisTarget } from './redis-target.js';
 
 /**
  * Runs a command's work against the Redis it should talk to (see redis-target.ts), after saying
@@ -25,7 +25,7 @@ export async function withRedis<T>(
 }
 
 /** A patient client would wait for ever: give up after a few seconds, in one line. */
-async function reachable(redis: Redis, url: string): Promise<void> {
+export async function reachable(redis: Redis, url: string): Promise<void> {
   const timeout = new Promise<never>((_, reject) => {
     setTimeout(() => reject(new Error('timeout')), 5_000).unref();
   });
@@ -33,7 +33,7 @@ async function reachable(redis: Redis, url: string): Promise<void> {
     await Promise.race([redis.ping(), timeout]);
   } catch {
     throw new ConfigError(
-      `cannot reach Redis at ${redactedUrl(url)}: set REDIS_URL to the Redis inlet uses, or run this where inlet dev runs`,
+      `cannot reach Redis at ${redactUrl(url)}: set REDIS_URL to the Redis inlet uses, or run this where inlet dev runs`,
     );
   }
 }

@@ -1,6 +1,6 @@
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Config } from '../core/config.js';
+import { type Config, redactUrl } from '../core/config.js';
 import { STATE_DIR } from './dev-secret.js';
 
 /**
@@ -62,12 +62,7 @@ export function redisTarget(config: Config, cwd = process.cwd()): RedisTarget {
   return { url: config.REDIS_URL, source: 'the default; set REDIS_URL for another' };
 }
 
-/** A Redis URL fit to print: no password. */
-export function redactedUrl(url: string): string {
-  return url.replace(/\/\/[^@/]*@/, '//…@');
-}
-
 /** The one line a Redis command prints first, on stderr: which Redis, and why. */
 export function announceRedis(target: RedisTarget): void {
-  process.stderr.write(`inlet: Redis ${redactedUrl(target.url)} (${target.source})\n`);
+  process.stderr.write(`inlet: Redis ${redactUrl(target.url)} (${target.source})\n`);
 }

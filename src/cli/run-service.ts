@@ -1,7 +1,7 @@
-import { type Config, loadConfig } from '../core/config.js';
+import { type Config, loadConfig, redactUrl } from '../core/config.js';
 import { createLogger, flushLogger, type Logger } from '../core/logger.js';
 import { listenError } from './listen-error.js';
-import { redactedUrl } from './redis-target.js';
+
 import { onShutdownSignal } from './shutdown.js';
 
 /**
@@ -15,7 +15,7 @@ export async function runService(
 ): Promise<void> {
   const config = loadConfig();
   const logger = createLogger({ level: config.LOG_LEVEL, base: { service } });
-  logger.info({ redis: redactedUrl(config.REDIS_URL), prefix: config.INLET_PREFIX }, 'Redis');
+  logger.info({ redis: redactUrl(config.REDIS_URL), prefix: config.INLET_PREFIX }, 'Redis');
   const running = await start(config, logger).catch((error: unknown) => {
     throw listenError(error, config.PORT);
   });

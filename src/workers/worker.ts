@@ -120,10 +120,13 @@ export async function startWorker(options: WorkerStartOptions): Promise<InletWor
 
   let closing: Promise<void> | undefined;
   const close = () => {
+    if (closing) return closing;
     heartbeat?.stop();
+    // Every step shares one deadline, grace + HARD_STOP_AFTER_GRACE_MS from the first call, so
+    // that a worker exits in time even while Redis does not answer.
     const stopBy = Date.now() + config.INLET_SHUTDOWN_GRACE_MS + HARD_STOP_AFTER_GRACE_MS;
     const left = (reserveMs: number) => Math.max(0, stopBy - reserveMs - Date.now());
-    closing ??= shutdown(worker, dispatcher, config.INLET_SHUTDOWN_GRACE_MS, left(300), logger)
+    closing = shutdown(worker, dispatcher, config.INLET_SHUTDOWN_GRACE_MS, left(300), logger)
       .finally(() => figures.close(Math.min(2_000, left(200))))
       .finally(() => {
         const quitMs = Math.min(1_000, left(100));
