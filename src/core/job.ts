@@ -60,11 +60,12 @@ export const keys = {
 export const WEBHOOK_ID_PATTERN = /^[A-Za-z0-9_.~+=/-]{1,200}$/;
 
 /**
- * The BullMQ job id of a delivery: its `webhook-id`. BullMQ refuses custom ids that are whole
- * numbers, so those (and only those) get a `#`, which the ingest never lets into an id.
+ * The BullMQ job id of a delivery: its `webhook-id`. BullMQ refuses a custom id that reads back
+ * unchanged through `parseInt` (`12`, `-50`, but not `012` or `+5`), so those (and only those)
+ * get a `#`, which the ingest never lets into an id. The test is BullMQ's own.
  */
 export function jobIdFor(webhookId: string): string {
-  return /^[0-9]+$/.test(webhookId) ? `#${webhookId}` : webhookId;
+  return String(Number.parseInt(webhookId, 10)) === webhookId ? `#${webhookId}` : webhookId;
 }
 
 /** The `webhook-id` a job id stands for: the inverse of {@link jobIdFor}. */
