@@ -2,17 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { ConfigError, redactUrl } from '../core/config.js';
-import { devCommand } from './dev.js';
 import { loadDotEnv } from './env-file.js';
-import { healthcheckCommand } from './healthcheck.js';
-import { ingestCommand } from './ingest.js';
-import { initCommand } from './init.js';
-import { inspectCommand } from './inspect.js';
-import { reconcileCommand } from './reconcile.js';
-import { replayCommand } from './replay.js';
-import { secretCommand } from './secret.js';
-import { sendCommand } from './send.js';
-import { workerCommand } from './worker.js';
 
 /**
  * `inlet <command>`: one file per command in this folder, each thin over the modules it runs.
@@ -37,18 +27,33 @@ const program = new Command('inlet')
     }
   });
 
-program.addCommand(ingestCommand());
-program.addCommand(workerCommand());
-program.addCommand(sendCommand());
-program.addCommand(secretCommand());
-program.addCommand(devCommand());
-program.addCommand(replayCommand());
-program.addCommand(healthcheckCommand());
-program.addCommand(inspectCommand());
-program.addCommand(initCommand());
-program.addCommand(reconcileCommand());
+/**
+ * Each command's module, loaded only when that command runs: `inlet healthcheck` (every few
+ * seconds in a container) and `inlet secret` then start in about 0.25 s of CPU instead of the
+ * 0.8 s it takes to load BullMQ, ioredis and pino for every command. The order is --help's.
+ */
+const commands: Record<string, () => Promise<Command>> = {
+  ingest: async () => (await import('./ingest.js')).ingestCommand(),
+  worker: async () => (await import('./worker.js')).workerCommand(),
+  send: async () => (await import('./send.js')).sendCommand(),
+  secret: async () => (await import('./secret.js')).secretCommand(),
+  dev: async () => (await import('./dev.js')).devCommand(),
+  replay: async () => (await import('./replay.js')).replayCommand(),
+  healthcheck: async () => (await import('./healthcheck.js')).healthcheckCommand(),
+  inspect: async () => (await import('./inspect.js')).inspectCommand(),
+  init: async () => (await import('./init.js')).initCommand(),
+  reconcile: async () => (await import('./reconcile.js')).reconcileCommand(),
+};
 
 try {
+  // The first word that is not an option names the command; anything else (no command, `help`,
+  // a misspelt one) gets them all, so that help lists every command and commander can suggest.
+  const named = process.argv.slice(2).find((arg) => !arg.startsWith('-'));
+  const only = named !== undefined && Object.hasOwn(commands, named) ? named : undefined;
+  const chosen = Object.entries(commands).filter(([name]) => only === undefined || name === only);
+  for (const command of await Promise.all(chosen.map(([, load]) => load()))) {
+    program.addCommand(command);
+  }
   await program.parseAsync(process.argv);
 } catch (error) {
   if (error instanceof CommanderError) {
