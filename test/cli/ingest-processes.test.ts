@@ -41,7 +41,10 @@ describe('inlet ingest --processes 2', () => {
         HOST: '127.0.0.1',
       },
     });
-    await waitFor('two ingest processes listening', () => listeningPids(child).length >= 2);
+    await waitFor('two ingest processes listening', () => {
+      if (child.exitCode !== null) throw new Error(`inlet ingest exited: ${child.stderrText()}`);
+      return listeningPids(child).length >= 2;
+    });
   });
 
   after(async () => {

@@ -4,10 +4,11 @@ import { once } from 'node:events';
 import { request } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { makeSecret, samplePrediction, signedHeaders } from '../support/deliveries.js';
+import { CLI } from '../support/paths.js';
 import { freePort, TestRedis } from '../support/redis-server.js';
 import { waitFor } from '../support/wait-for.js';
 
-const ENTRY = new URL('../../dist/cli/main.js', import.meta.url).pathname;
+const ENTRY = CLI;
 
 describe('inlet ingest on SIGTERM', () => {
   const secret = makeSecret();

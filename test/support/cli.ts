@@ -1,13 +1,10 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { fileURLToPath } from 'node:url';
 import { freePort } from '../../src/core/free-port.js';
+import { CLI, ROOT } from './paths.js';
+import { GUARD_MS } from './wait-for.js';
 
-/** The built CLI entry, exactly what `npx inlet` and the Dockerfile run (`npm test` builds it). */
-export const CLI = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
-
-/** The checkout's root, where `package.json` lives. */
-export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+export { CLI, ROOT };
 
 export interface CliResult {
   code: number | null;
@@ -81,7 +78,7 @@ export function spawnCli(
   });
   child.stdoutText = () => stdout;
   child.stderrText = () => stderr;
-  child.waitForLog = (match, timeoutMs = 15_000) =>
+  child.waitForLog = (match, timeoutMs = GUARD_MS) =>
     new Promise((resolve, reject) => {
       const deadline = setTimeout(() => {
         reject(
@@ -134,7 +131,7 @@ export async function stopCli(
   if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
   const exited = once(child, 'exit');
   child.kill(signal);
-  const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+  const timer = setTimeout(() => child.kill('SIGKILL'), GUARD_MS);
   const [code] = (await exited) as [number | null];
   clearTimeout(timer);
   return code;

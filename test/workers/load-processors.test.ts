@@ -2,14 +2,14 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, relative } from 'node:path';
+import { join, relative } from 'node:path';
 import { describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { ConfigError } from '../../src/core/config.js';
 import { loadProcessors } from '../../src/workers/load-processors.js';
+import { ROOT, testFile } from '../support/paths.js';
 
-const fixtures = join(dirname(fileURLToPath(import.meta.url)), 'fixtures');
-const root = join(fixtures, '..', '..', '..');
+const fixtures = testFile('workers', 'fixtures');
+const root = ROOT;
 
 async function failure(specs: string[]): Promise<string> {
   try {
@@ -23,7 +23,7 @@ async function failure(specs: string[]): Promise<string> {
 }
 
 describe('loadProcessors', () => {
-  it('loads files relative to cwd, absolute paths and TypeScript processors (under tsx)', async () => {
+  it('loads files relative to cwd, absolute paths and TypeScript processors', async () => {
     const processors = await loadProcessors(
       ['./plain.mjs', join(fixtures, 'record-a.ts'), 'record-b.ts'],
       fixtures,
@@ -89,7 +89,7 @@ describe('loadProcessors', () => {
   });
 
   it('loads a TypeScript processor in a plain node, without tsx preloaded', () => {
-    // The test runner itself runs under tsx; a child without it shows what `inlet worker` does.
+    // A child with no loader preloaded (the test may run under tsx) shows what `inlet worker` does.
     const script = `
       const { loadProcessors } = await import(${JSON.stringify(join(root, 'dist/workers/load-processors.js'))});
       const [typed] = await loadProcessors(['./typed.ts'], ${JSON.stringify(fixtures)});
