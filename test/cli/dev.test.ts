@@ -7,6 +7,7 @@ import { after, describe, test } from 'node:test';
 import { redisAnswers } from '../../src/cli/managed-redis.js';
 import { runCli, spawnCli, stopCli } from '../support/cli.js';
 import { freePort } from '../support/redis-server.js';
+import { waitFor } from '../support/wait-for.js';
 
 function isAlive(pid: number): boolean {
   try {
@@ -15,14 +16,6 @@ function isAlive(pid: number): boolean {
   } catch {
     return false;
   }
-}
-
-async function until(check: () => boolean, ms = 5000): Promise<boolean> {
-  for (const end = Date.now() + ms; Date.now() < end; ) {
-    if (check()) return true;
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  return check();
 }
 
 describe('inlet dev', () => {
@@ -69,7 +62,7 @@ describe('inlet dev', () => {
       process.kill(-(dev.pid as number), 'SIGINT');
       const [code] = await exited;
       assert.equal(code, 0, dev.stderrText());
-      assert.ok(await until(() => !isAlive(redisPid)), 'redis-server is gone');
+      await waitFor('redis-server gone', () => !isAlive(redisPid));
       assert.equal(await redisAnswers(redisUrl, 300), false);
       assert.equal(existsSync(join(cwd, '.inlet', 'redis', 'owner.json')), false);
     } finally {
@@ -105,11 +98,11 @@ describe('inlet dev', () => {
     try {
       const fresh = (await second.waitForLog((l) => l.redisPid !== undefined)).redisPid as number;
       assert.notEqual(fresh, orphan);
-      assert.ok(await until(() => !isAlive(orphan)), 'the leftover is gone');
+      await waitFor('the leftover redis-server gone', () => !isAlive(orphan));
       await second.waitForLog((l) => l.leftoverPid === orphan);
       await second.waitForLog((l) => l.msg === 'worker ready');
       assert.equal(await stopCli(second, 'SIGTERM'), 0);
-      assert.ok(await until(() => !isAlive(fresh)));
+      await waitFor('the new redis-server gone', () => !isAlive(fresh));
     } finally {
       if (second.exitCode === null) second.kill('SIGKILL');
       if (isAlive(orphan)) process.kill(orphan, 'SIGKILL');
@@ -144,7 +137,7 @@ describe('inlet dev', () => {
         .split('\n')
         .find((l) => l.includes('started a private redis-server'));
       const pid = JSON.parse(started ?? '{}').redisPid as number;
-      assert.ok(await until(() => !isAlive(pid)), 'redis-server is gone');
+      await waitFor('redis-server gone', () => !isAlive(pid));
     } finally {
       await stopCli(holder, 'SIGTERM');
     }

@@ -14,6 +14,7 @@ import { baseEnv, CLI, ROOT, runCli } from '../support/cli.js';
 import { makeSecret, samplePrediction } from '../support/deliveries.js';
 import { startReadyIngest } from '../support/ingest.js';
 import { TestRedis } from '../support/redis-server.js';
+import { waitFor } from '../support/wait-for.js';
 
 /** send --data, inspect, replay --rerun, .env, the dev Redis record, init and --version. */
 describe('inlet in your own project', () => {
@@ -63,7 +64,10 @@ describe('inlet in your own project', () => {
     const sent = await runCli(['send', '--data', file, '--url', url, '--json'], { env });
     assert.equal(sent.code, 0, sent.stderr);
     const webhookId = (JSON.parse(sent.stdout) as { webhookId: string }).webhookId;
-    await until(() => runs.filter((r) => r.startsWith('other:own-a')).length === 1);
+    await waitFor(
+      'other ran on own-a',
+      () => runs.filter((r) => r.startsWith('other:own-a')).length === 1,
+    );
     assert.ok(runs.includes('count:own-a:{"text":"mine"}'));
 
     const byPrediction = await runCli(['inspect', 'own-a'], { env });
@@ -79,7 +83,7 @@ describe('inlet in your own project', () => {
   });
 
   test('replay --rerun runs the chosen processor again, once per rerun; --dry-run changes nothing', async () => {
-    await until(() => runs.includes('count:own-a:{"text":"mine"}'));
+    await waitFor('count ran on own-a', () => runs.includes('count:own-a:{"text":"mine"}'));
     const count = (name: string) => runs.filter((r) => r.startsWith(`${name}:own-a`)).length;
     const before = count('count');
     const args = ['replay', '--prediction', 'own-a', '--processor', 'count', '--rerun'];
@@ -93,10 +97,10 @@ describe('inlet in your own project', () => {
     const done = await runCli(args, { env });
     assert.equal(done.code, 0, done.stderr);
     assert.match(done.stdout, /^queued delivery inlet-rerun-own-a-1/);
-    await until(() => count('count') === before + 1);
+    await waitFor('the first rerun', () => count('count') === before + 1);
     const again = await runCli(args, { env });
     assert.match(again.stdout, /^queued delivery inlet-rerun-own-a-2/);
-    await until(() => count('count') === before + 2);
+    await waitFor('the second rerun', () => count('count') === before + 2);
     assert.equal(count('other'), 1, 'a processor not named is not run again');
   });
 
@@ -119,7 +123,7 @@ describe('inlet in your own project', () => {
     const [code] = await once(child, 'exit');
     assert.equal(code, 0, stderr);
     assert.match(stdout, /1 accepted/);
-    await until(() => runs.includes('count:own-stdin:["x"]'));
+    await waitFor('count ran on own-stdin', () => runs.includes('count:own-stdin:["x"]'));
   });
 
   test('send --data refuses what is not a prediction, in one line', async () => {
@@ -199,11 +203,3 @@ describe('inlet in your own project', () => {
     assert.equal(result.stdout, `${version}\n`);
   });
 });
-
-async function until(check: () => boolean, ms = 15_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}

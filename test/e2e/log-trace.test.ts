@@ -15,6 +15,7 @@ import {
 } from '../support/deliveries.js';
 import { CapturedLogs, startReadyIngest } from '../support/ingest.js';
 import { TestRedis } from '../support/redis-server.js';
+import { waitFor } from '../support/wait-for.js';
 
 /**
  * One webhook id, grepped in the logs of a real ingest and a real worker, shows the delivery's
@@ -80,9 +81,7 @@ describe('log trace of one delivery', () => {
         .split('\n')
         .filter((line) => line.includes(needle))
         .map((line) => JSON.parse(line) as Record<string, unknown>);
-    for (let i = 0; i < 400 && !grep(id).some((l) => l.msg === 'delivery processed'); i++) {
-      await new Promise((resolve) => setTimeout(resolve, 25));
-    }
+    await waitFor('delivery processed', () => grep(id).some((l) => l.msg === 'delivery processed'));
     const lines = grep(id);
     t.diagnostic(lines.map((l) => `${l.service}: ${l.msg}`).join(' | '));
 

@@ -9,6 +9,7 @@ import { isTerminal, type PredictionStatus } from '../../src/core/prediction.js'
 import { type CliProcess, jsonLines, runCli, spawnCli, stopCli } from '../support/cli.js';
 import { makeSecret } from '../support/deliveries.js';
 import { freePort, TestRedis } from '../support/redis-server.js';
+import { waitFor } from '../support/wait-for.js';
 
 /**
  * What the README promises, with real processes: `inlet ingest` and two `inlet worker`s against
@@ -77,12 +78,10 @@ describe('end to end: ingest, two workers, the example processor', () => {
 
   /** Waits until no delivery is waiting, delayed or running. */
   async function drained(): Promise<void> {
-    for (const end = Date.now() + 30_000; Date.now() < end; ) {
+    await waitFor('the queue drained', async () => {
       const counts = await queue.getJobCounts('waiting', 'active', 'delayed', 'prioritized');
-      if (Object.values(counts).every((n) => n === 0)) return;
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
-    assert.fail('the queue did not drain within 30 s');
+      return Object.values(counts).every((n) => n === 0);
+    });
   }
 
   function records(): SavedRecord[] {

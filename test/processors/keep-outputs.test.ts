@@ -13,9 +13,9 @@ import keepOutputs, {
   storedOutputs,
 } from '../../src/processors/keep-outputs.js';
 import type { ProcessorContext } from '../../src/workers/processor.js';
-import { waitFor } from '../reconcile/helpers.js';
 import { samplePrediction } from '../support/deliveries.js';
 import { FileServer } from '../support/file-server.js';
+import { waitFor } from '../support/wait-for.js';
 
 const sha256 = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');
 
@@ -230,12 +230,12 @@ describe('keep-outputs into S3 (s3rver, a real S3-protocol server)', () => {
     const whole = async (key: string, ok: (body: Buffer) => boolean) => {
       let body = Buffer.alloc(0);
       await waitFor(
+        `${key} whole`,
         async () => {
           body = await get(key);
           return ok(body);
         },
-        5_000,
-        `${key} whole`,
+        { timeoutMs: 5_000 },
       );
       return body;
     };
@@ -267,9 +267,9 @@ describe('keep-outputs into S3 (s3rver, a real S3-protocol server)', () => {
     // s3rver answers a PUT before its file is whole, so a read right after may find it empty:
     // poll, as a reader of any eventually consistent store would.
     await waitFor(
-      async () => (await storedOutputs(prediction.id, 's3://outputs/kept'))?.length === 2,
-      5_000,
       'the manifest readable',
+      async () => (await storedOutputs(prediction.id, 's3://outputs/kept'))?.length === 2,
+      { timeoutMs: 5_000 },
     );
     client.destroy();
   });

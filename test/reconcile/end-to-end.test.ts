@@ -13,8 +13,9 @@ import { CLI } from '../support/cli.js';
 import { FakeReplicate } from '../support/fake-replicate.js';
 import { FileServer } from '../support/file-server.js';
 import { TestRedis } from '../support/redis-server.js';
+import { waitFor } from '../support/wait-for.js';
 import { FAST, WorkerProcess } from '../workers/fixtures/harness.js';
-import { predictionAt, waitFor } from './helpers.js';
+import { predictionAt } from './helpers.js';
 
 const KEEP_OUTPUTS = join(CLI, '..', '..', 'processors', 'keep-outputs.js');
 
@@ -64,13 +65,15 @@ describe('a prediction whose webhooks were all lost, end to end', () => {
         existsSync(manifestPath)
           ? (JSON.parse(readFileSync(manifestPath, 'utf8')) as OutputManifest)
           : undefined;
-      await waitFor(async () => Boolean((await manifest())?.storedAt), 20_000, 'outputs stored');
+      await waitFor('outputs stored', async () => Boolean((await manifest())?.storedAt), {
+        timeoutMs: 20_000,
+      });
       assert.ok(readFileSync(join(dir, prediction.id, '0-out-0.webp')).equals(image));
       const client = redis.client();
       await waitFor(
-        async () => (await client.hget(`${prefix}:reconcile:outputs-stored`, 'count')) === '1',
-        10_000,
         'the completion-to-stored figure',
+        async () => (await client.hget(`${prefix}:reconcile:outputs-stored`, 'count')) === '1',
+        { timeoutMs: 10_000 },
       );
       client.disconnect();
       assert.equal(files.totalHits, 1);

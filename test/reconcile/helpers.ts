@@ -4,19 +4,6 @@ import type { Logger } from '../../src/core/logger.js';
 import type { Prediction, PredictionStatus } from '../../src/core/prediction.js';
 import { samplePrediction } from '../support/deliveries.js';
 
-/** Polls `check` until it holds, failing after `timeoutMs`. */
-export async function waitFor(
-  check: () => boolean | Promise<boolean>,
-  timeoutMs: number,
-  what: string,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
-
 /** A prediction created `minutesAgo` and, when terminal, completed a minute after. */
 export function predictionAt(
   status: PredictionStatus,

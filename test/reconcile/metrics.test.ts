@@ -10,7 +10,7 @@ import {
 import { ReconcileMetrics } from '../../src/reconcile/reconcile-metrics.js';
 import { TestRedis } from '../support/redis-server.js';
 import { unlessInstalled } from '../support/requires-tool.js';
-import { waitFor } from './helpers.js';
+import { waitFor } from '../support/wait-for.js';
 
 const PROMTOOL = '/usr/bin/promtool';
 const RULES = 'deploy/prometheus/reconcile-alerts.yml';
@@ -66,9 +66,9 @@ describe('reconcile metrics and alerts', () => {
     recordOutputsStored(90, { REDIS_URL: redis.url, INLET_PREFIX: prefix });
     recordOutputsStored(4000, { REDIS_URL: redis.url, INLET_PREFIX: prefix });
     await waitFor(
-      async () => (await client.hget(`${prefix}:reconcile:outputs-stored`, 'count')) === '2',
-      5_000,
       'figures written',
+      async () => (await client.hget(`${prefix}:reconcile:outputs-stored`, 'count')) === '2',
+      { timeoutMs: 5_000 },
     );
     const text = await metrics.text(client, prefix);
     assert.match(text, /inlet_reconciled_deliveries_total\{status="succeeded"\} 1\n/);

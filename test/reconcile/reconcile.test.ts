@@ -15,7 +15,8 @@ import { webhookId } from '../support/deliveries.js';
 import { FakeReplicate } from '../support/fake-replicate.js';
 import { startReadyIngest } from '../support/ingest.js';
 import { TestRedis } from '../support/redis-server.js';
-import { predictionAt, waitFor } from './helpers.js';
+import { waitFor } from '../support/wait-for.js';
+import { predictionAt } from './helpers.js';
 
 const silent = pino({ level: 'silent' });
 let redis: TestRedis;
@@ -108,7 +109,7 @@ describe('inlet reconcile', () => {
         ].sort(),
       );
       assert.equal(first.reconciled[0]?.webhookId, `reconcile_${succeeded.id}_succeeded`);
-      await waitFor(() => runs.length === 2, 15_000, 'two processor runs');
+      await waitFor('two processor runs', () => runs.length === 2, { timeoutMs: 15_000 });
       assert.ok(runs.every((r) => r.source === 'reconcile'));
 
       // A second pass finds both recorded by the workers and delivers nothing.
@@ -125,9 +126,9 @@ describe('inlet reconcile', () => {
       });
       assert.equal(answer.status, 202);
       await waitFor(
-        async () => Boolean((await queue.getJob(jobIdFor(late)))?.finishedOn),
-        15_000,
         'the late webhook processed',
+        async () => Boolean((await queue.getJob(jobIdFor(late)))?.finishedOn),
+        { timeoutMs: 15_000 },
       );
       const job = await queue.getJob(jobIdFor(late));
       assert.deepEqual(job?.returnvalue, { outcome: 'already_done' });
@@ -350,12 +351,16 @@ describe('inlet reconcile', () => {
     const b = make(1);
     const runs = [a.run(), b.run()];
     try {
-      await waitFor(() => (passes[0] ?? 0) + (passes[1] ?? 0) >= 3, 20_000, 'three passes');
+      await waitFor('three passes', () => (passes[0] ?? 0) + (passes[1] ?? 0) >= 3, {
+        timeoutMs: 20_000,
+      });
       assert.ok(passes[0] === 0 || passes[1] === 0, `only the lease holder ran passes: ${passes}`);
       assert.equal(fake.maxInFlight, 1, 'never two passes at once');
       const [holder, standby, standbyIndex] = (passes[0] ?? 0) > 0 ? [a, b, 1] : [b, a, 0];
       await holder.close();
-      await waitFor(() => (passes[standbyIndex] ?? 0) > 0, 10_000, 'the standby taking over');
+      await waitFor('the standby taking over', () => (passes[standbyIndex] ?? 0) > 0, {
+        timeoutMs: 10_000,
+      });
       assert.equal(fake.maxInFlight, 1);
       await standby.close();
       await Promise.all(runs);

@@ -2,7 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { freePort } from '../../src/core/free-port.js';
 import { CLI, ROOT } from './paths.js';
-import { GUARD_MS } from './wait-for.js';
+import { GUARD_MS, waitFor } from './wait-for.js';
 
 export { CLI, ROOT };
 
@@ -147,12 +147,14 @@ export async function spawnTestIngest(
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
   const child = spawnCli(['ingest'], { env: { PORT: String(port), HOST: '127.0.0.1', ...env } });
-  for (let i = 0; !(await fetch(`${url}/readyz`).catch(() => null))?.ok; i++) {
-    if (i === 200) {
-      await stopCli(child);
-      throw new Error(`the ingest did not become ready within 10 s: ${child.stderrText()}`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, 50));
+  try {
+    await waitFor('the ingest ready', async () => {
+      if (child.exitCode !== null) throw new Error(`the ingest exited: ${child.stderrText()}`);
+      return (await fetch(`${url}/readyz`).catch(() => null))?.ok;
+    });
+  } catch (error) {
+    await stopCli(child);
+    throw new Error(`${(error as Error).message}\n${child.stderrText()}`);
   }
   return { process: child, port, url };
 }

@@ -8,16 +8,15 @@ import { type InletWorker, startWorker } from '../../src/workers/worker.js';
 import { makeSecret, samplePrediction, signedHeaders, webhookId } from './deliveries.js';
 import { startReadyIngest } from './ingest.js';
 import { TestRedis } from './redis-server.js';
+import { waitFor } from './wait-for.js';
 
 /** The ingest connects to Redis in the background and answers 503 until it has. */
 export async function waitUntilReady(baseUrl: string): Promise<void> {
-  for (let i = 0; i < 100; i++) {
+  await waitFor('the ingest ready', async () => {
     const response = await fetch(`${baseUrl}/readyz`);
     await response.arrayBuffer();
-    if (response.status === 200) return;
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  throw new Error('the ingest never became ready');
+    return response.status === 200;
+  });
 }
 
 /** What the flaky processor's first try throws: what the dashboard must show. */
@@ -76,16 +75,12 @@ export class DashboardStack {
     return { webhookId: id, predictionId: prediction.id };
   }
 
-  /** Polls the job's BullMQ state until it is `state` (10 s at most). */
+  /** Polls the job's BullMQ state until it is `state`. */
   async waitForState(jobId: string, state: string): Promise<void> {
-    let last = 'missing';
-    for (let i = 0; i < 200; i++) {
+    await waitFor(`job ${jobId} ${state}`, async () => {
       const job = await this.ingest.queue.getJob(jobId);
-      last = job ? await job.getState() : 'missing';
-      if (last === state) return;
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-    throw new Error(`job ${jobId} stayed ${last}, never ${state}`);
+      return (job ? await job.getState() : 'missing') === state;
+    });
   }
 
   async close(): Promise<void> {

@@ -3,6 +3,7 @@ import { pino } from 'pino';
 import { loadConfig } from '../../src/core/config.js';
 import type { Logger } from '../../src/core/logger.js';
 import { type IngestOptions, type IngestServer, startIngest } from '../../src/ingest/server.js';
+import { waitFor } from './wait-for.js';
 
 /** Log lines a test can read back, as parsed JSON objects. */
 export class CapturedLogs {
@@ -28,12 +29,15 @@ export class CapturedLogs {
  */
 export async function startReadyIngest(options: IngestOptions): Promise<IngestServer> {
   const ingest = await startIngest(options);
-  for (let i = 0; !(await fetch(`${ingest.url}/readyz`)).ok; i++) {
-    if (i === 250) {
-      await ingest.close();
-      throw new Error('the test ingest did not become ready (Redis unreachable?) within 5 s');
-    }
-    await new Promise((resolve) => setTimeout(resolve, 20));
+  try {
+    await waitFor('the test ingest ready (Redis unreachable?)', async () => {
+      const response = await fetch(`${ingest.url}/readyz`);
+      await response.arrayBuffer();
+      return response.ok;
+    });
+  } catch (error) {
+    await ingest.close();
+    throw error;
   }
   return ingest;
 }

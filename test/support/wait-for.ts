@@ -5,17 +5,19 @@
 export const GUARD_MS = 30_000;
 
 /**
- * Polls `check` until it returns true, or throws naming `what` once `timeoutMs` has passed. The
- * deadline is a guard against hanging, never the assertion: tests wait for a condition, not for
- * a fixed time, so that a busy machine makes them slower, not red.
+ * Polls `check` until it returns something truthy, and resolves with that, or throws naming
+ * `what` once `timeoutMs` has passed. The deadline is a guard against hanging, never the
+ * assertion: tests wait for a condition, not for a fixed time, so that a busy machine makes them
+ * slower, not red. This is the suite's one polling loop.
  */
-export async function waitFor(
+export async function waitFor<T>(
   what: string,
-  check: () => boolean | Promise<boolean>,
+  check: () => T | Promise<T>,
   { timeoutMs = GUARD_MS, intervalMs = 25 } = {},
-): Promise<void> {
+): Promise<NonNullable<T>> {
   for (const end = Date.now() + timeoutMs; ; ) {
-    if (await check()) return;
+    const value = await check();
+    if (value) return value as NonNullable<T>;
     if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, intervalMs));
   }

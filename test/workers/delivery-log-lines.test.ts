@@ -6,6 +6,7 @@ import { type InletWorker, startWorker } from '../../src/workers/worker.js';
 import { makeSecret, samplePrediction, signedHeaders } from '../support/deliveries.js';
 import { CapturedLogs, startReadyIngest } from '../support/ingest.js';
 import { TestRedis } from '../support/redis-server.js';
+import { waitFor } from '../support/wait-for.js';
 
 /** The log lines the README promises: one worker line per delivery, retries and refusals. */
 describe('delivery log lines', () => {
@@ -57,7 +58,7 @@ describe('delivery log lines', () => {
     const body = JSON.stringify(samplePrediction('processing'));
     const headers = signedHeaders(secret, body);
     assert.equal((await post(body, headers)).status, 202);
-    const line = await until(() =>
+    const line = await waitFor('the worker line', () =>
       workerLogs.lines.find((l) => l.webhookId === headers['webhook-id'] && l.level === 30),
     );
     assert.equal(line.msg, 'delivery processed: no processor wants this status');
@@ -68,7 +69,7 @@ describe('delivery log lines', () => {
     const headers = signedHeaders(secret, body);
     assert.equal((await post(body, headers)).status, 202);
     const mine = () => workerLogs.lines.filter((l) => l.webhookId === headers['webhook-id']);
-    await until(() => mine().find((l) => l.msg === 'delivery processed'));
+    await waitFor('delivery processed', () => mine().find((l) => l.msg === 'delivery processed'));
     const failed = mine().find((l) => l.msg === 'processor failed');
     assert.equal(failed?.attempt, 1);
     const retry = mine().find((l) => String(l.msg).startsWith('delivery failed'));
@@ -87,7 +88,7 @@ describe('delivery log lines', () => {
       ids.push(headers['webhook-id']);
       assert.equal((await post(body, headers)).status, 401);
     }
-    const lines = await until(() => {
+    const lines = await waitFor('three refusal lines', () => {
       const found = ingestLogs.lines.filter((l) => ids.includes(String(l.webhookId)));
       return found.length === 3 ? found : undefined;
     });
@@ -96,13 +97,3 @@ describe('delivery log lines', () => {
     assert.ok(lines.every((l) => l.httpStatus === 401));
   });
 });
-
-async function until<T>(check: () => T | undefined, ms = 15_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = check();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-}

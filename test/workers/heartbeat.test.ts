@@ -6,15 +6,7 @@ import { after, before, describe, test } from 'node:test';
 import { heartbeatProblem, WorkerHeartbeat } from '../../src/workers/heartbeat.js';
 import { runCli, spawnCli, stopCli } from '../support/cli.js';
 import { TestRedis } from '../support/redis-server.js';
-
-/** Polls `check` until it returns true, failing after `timeoutMs`. */
-async function eventually(what: string, check: () => Promise<boolean>, timeoutMs = 15_000) {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) assert.fail(`not within ${timeoutMs} ms: ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-}
+import { waitFor } from '../support/wait-for.js';
 
 let dir: string;
 before(() => {
@@ -30,16 +22,13 @@ describe('WorkerHeartbeat', () => {
     try {
       assert.match((await heartbeatProblem(file, 200)) ?? '', /no heartbeat/);
       alive = true;
-      await eventually('fresh', async () => (await heartbeatProblem(file, 200)) === undefined);
+      await waitFor('fresh', async () => (await heartbeatProblem(file, 200)) === undefined);
       alive = false;
-      await eventually('stale', async () =>
+      await waitFor('stale', async () =>
         /lost Redis or is stuck/.test((await heartbeatProblem(file, 200)) ?? ''),
       );
       alive = true;
-      await eventually(
-        'fresh again',
-        async () => (await heartbeatProblem(file, 200)) === undefined,
-      );
+      await waitFor('fresh again', async () => (await heartbeatProblem(file, 200)) === undefined);
     } finally {
       heartbeat.stop();
     }
@@ -67,15 +56,15 @@ describe('inlet worker --heartbeat-file and inlet healthcheck', () => {
       const before = await check();
       assert.equal(before.code, 1, 'not healthy before the worker has connected');
       await worker.waitForLog((line) => line.msg === 'worker ready');
-      await eventually('healthy', async () => (await check()).code === 0);
+      await waitFor('healthy', async () => (await check()).code === 0);
 
       await redis.stop();
-      await eventually('unhealthy without Redis', async () => {
+      await waitFor('unhealthy without Redis', async () => {
         const result = await check(1_000);
         return result.code === 1 && /lost Redis or is stuck/.test(result.stderr);
       });
       await redis.start();
-      await eventually('healthy again', async () => (await check(1_000)).code === 0);
+      await waitFor('healthy again', async () => (await check(1_000)).code === 0);
     } finally {
       assert.equal(await stopCli(worker, 'SIGTERM'), 0, worker.stderrText());
     }

@@ -3,7 +3,8 @@ import { after, before, describe, it } from 'node:test';
 import { redriveDeadLetters } from '../../src/cli/dead-letter.js';
 import { samplePrediction } from '../support/deliveries.js';
 import { TestRedis } from '../support/redis-server.js';
-import { fixture, settledFigures, WorkerCluster, waitFor } from './fixtures/harness.js';
+import { waitFor } from '../support/wait-for.js';
+import { fixture, settledFigures, WorkerCluster } from './fixtures/harness.js';
 
 const TIMEOUT = { timeout: 90_000 };
 
@@ -150,11 +151,9 @@ describe('retries and dead letters', () => {
     assert.equal(result.moved, 2);
     assert.deepEqual(result.deliveries.map((d) => d.webhookId).sort(), [...ids].sort());
     await cluster.settle(ids);
-    await waitFor(
-      async () => (await cluster.queue.getFailedCount()) === 0,
-      5_000,
-      'no dead letters',
-    );
+    await waitFor('no dead letters', async () => (await cluster.queue.getFailedCount()) === 0, {
+      timeoutMs: 5_000,
+    });
     await cluster.client.del(`${cluster.prefix}:test:fixed`);
   });
 });
