@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseEnv } from 'node:util';
-import { ConfigError } from '../core/config.js';
+import { ConfigError } from '../core/config-error.js';
 
 /**
  * Reads `.env` of the working directory into `process.env`, as Node's `--env-file` would but

@@ -1,13 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
+import { ConfigError } from './config-error.js';
 
-/**
- * Thrown for configuration a process cannot start with. Its message is one line that names the
- * variable and says what to do; the CLI prints it and exits non-zero, without a stack trace.
- */
-export class ConfigError extends Error {
-  override name = 'ConfigError';
-}
+export { ConfigError };
 
 const MiB = 1024 * 1024;
 
