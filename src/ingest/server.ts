@@ -8,12 +8,13 @@ import { type Config, ConfigError, redactUrl, requireWebhookSecrets } from '../c
 import type { DeliveryJob } from '../core/job.js';
 import type { Logger } from '../core/logger.js';
 import { closeRedis, connectRedis, type RedisClient } from '../core/redis.js';
+import { openShardQueues } from '../core/shard-queues.js';
 import { allShards, globalPrefix, layoutOf, queuePrefix } from '../core/shards.js';
 import { mountAdmin } from './admin.js';
 import { createApp, WEBHOOK_PATH } from './app.js';
 import { IngestMetrics } from './metrics.js';
 import { QueueFigureReader } from './queue-figures.js';
-import { openShardQueues, ShardedEnqueuer } from './sharded-enqueuer.js';
+import { ShardedEnqueuer } from './sharded-enqueuer.js';
 import { decodeSecret, type SigningKey } from './signature.js';
 import { StoreHealth } from './store-health.js';
 import type { DeliveryOutcome } from './webhook-route.js';

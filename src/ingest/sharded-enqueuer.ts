@@ -1,26 +1,14 @@
-import { Queue } from 'bullmq';
+import type { Queue } from 'bullmq';
 import { Cluster, type Redis } from 'ioredis';
 import type { Config } from '../core/config.js';
-import { type DeliveryJob, QUEUE_NAME } from '../core/job.js';
+import type { DeliveryJob } from '../core/job.js';
 import type { RedisClient } from '../core/redis.js';
-import { allShards, layoutOf, queuePrefix, recordPrefix, shardOf, slotOf } from '../core/shards.js';
+import { layoutOf, recordPrefix, shardOf, slotOf } from '../core/shards.js';
 import {
   DeliveryEnqueuer,
   type EnqueueOutcome,
   StoreUnavailableError,
 } from './enqueue-delivery.js';
-
-/**
- * The BullMQ queue of every shard (src/core/shards.ts), on one connection: shard `i` is
- * `queues[i]`. With `INLET_SHARDS=1` this is the one `deliveries` queue under `INLET_PREFIX`.
- */
-export function openShardQueues(config: Config, connection: RedisClient): Queue<DeliveryJob>[] {
-  const layout = layoutOf(config);
-  return allShards(layout).map(
-    (index) =>
-      new Queue<DeliveryJob>(QUEUE_NAME, { connection, prefix: queuePrefix(layout, index) }),
-  );
-}
 
 /**
  * Stores each delivery in the queue of its prediction's shard, through that shard's

@@ -73,7 +73,9 @@ describe('Redis Cluster backend (3 masters, 3 replicas)', () => {
             return [processing.status, first.status, again.status, second.status];
           }),
         );
-        for (const answers of sent) assert.deepEqual(answers, [202, 202, 200, 202]);
+        for (const answers of sent) {
+          assert.deepEqual(answers, [202, 202, 200, 202], ingest.logs.text.slice(-2000));
+        }
 
         worker = await startWorker({
           config: loadConfig({ ...env, LOG_LEVEL: 'silent' }),
@@ -81,14 +83,19 @@ describe('Redis Cluster backend (3 masters, 3 replicas)', () => {
           processors: [processor],
         });
         const expected = predictions.length * 2; // one processing run, one terminal run each
-        await waitFor('every prediction processed', async () => {
-          const counts = await ingest.queues[0]?.getJobCounts('completed');
-          return processor.runs.length >= expected && counts !== undefined;
+        // Generous guards: six shards start six blocking cluster clients, slow on a busy machine.
+        await waitFor('every prediction processed', () => processor.runs.length >= expected, {
+          timeoutMs: 45_000,
         });
-        await waitFor('every delivery completed', async () => {
-          const counts = await Promise.all(ingest.queues.map((q) => q.getJobCounts('completed')));
-          return counts.reduce((sum, c) => sum + (c.completed ?? 0), 0) === predictions.length * 3;
-        });
+        await waitFor(
+          'every delivery completed',
+          async () => {
+            const counts = await Promise.all(ingest.queues.map((q) => q.getJobCounts('completed')));
+            const completed = counts.reduce((sum, c) => sum + (c.completed ?? 0), 0);
+            return completed === predictions.length * 3;
+          },
+          { timeoutMs: 45_000 },
+        );
         for (const prediction of predictions) {
           const runs = processor.runs.filter((run) => run.endsWith(prediction.id));
           assert.deepEqual(runs.sort(), [
