@@ -153,6 +153,52 @@ export class RedisClusterServer {
   }
 
   /**
+   * Moves `slot` to the master on `toPort` as `redis-cli --cluster reshard` does, key batch by
+   * key batch: IMPORTING/MIGRATING, `MIGRATE` of `batch` keys at a time (clients meanwhile get
+   * `ASK` and `TRYAGAIN`), then `SETSLOT … NODE` on every master. `onBatch` runs between batches.
+   */
+  async migrateSlot(
+    slot: number,
+    toPort: number,
+    options: { batch?: number; onBatch?: () => Promise<void> } = {},
+  ): Promise<number> {
+    const { master: from } = await this.ownerOf(slot);
+    const nodes = await this.topology();
+    const to = nodes.find((node) => node.port === toPort && node.role === 'master');
+    if (!to) throw new Error(`no master on port ${toPort}`);
+    if (to.id === from.id) return 0;
+    const source = this.connect(from.port);
+    const target = this.connect(to.port);
+    let moved = 0;
+    try {
+      await target.cluster('SETSLOT', slot, 'IMPORTING', from.id);
+      await source.cluster('SETSLOT', slot, 'MIGRATING', to.id);
+      for (;;) {
+        const keys = (await source.cluster(
+          'GETKEYSINSLOT',
+          slot,
+          options.batch ?? 10,
+        )) as string[];
+        if (keys.length === 0) break;
+        await source.migrate('127.0.0.1', to.port, '', 0, 5000, 'REPLACE', 'KEYS', ...keys);
+        moved += keys.length;
+        await options.onBatch?.();
+      }
+      await target.cluster('SETSLOT', slot, 'NODE', to.id);
+      await source.cluster('SETSLOT', slot, 'NODE', to.id);
+      for (const master of nodes.filter((node) => node.role === 'master' && !node.failed)) {
+        if (master.id === to.id || master.id === from.id) continue;
+        const other = this.connect(master.port);
+        await other.cluster('SETSLOT', slot, 'NODE', to.id).finally(() => other.disconnect());
+      }
+    } finally {
+      source.disconnect();
+      target.disconnect();
+    }
+    return moved;
+  }
+
+  /**
    * Resolves once every running node says `cluster_state:ok` and agrees on the masters, and every
    * replica has finished its initial sync (before that, `WAIT` counts it out).
    */
