@@ -174,11 +174,7 @@ export class RedisClusterServer {
       await target.cluster('SETSLOT', slot, 'IMPORTING', from.id);
       await source.cluster('SETSLOT', slot, 'MIGRATING', to.id);
       for (;;) {
-        const keys = (await source.cluster(
-          'GETKEYSINSLOT',
-          slot,
-          options.batch ?? 10,
-        )) as string[];
+        const keys = (await source.cluster('GETKEYSINSLOT', slot, options.batch ?? 10)) as string[];
         if (keys.length === 0) break;
         await source.migrate('127.0.0.1', to.port, '', 0, 5000, 'REPLACE', 'KEYS', ...keys);
         moved += keys.length;
