@@ -7,11 +7,11 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { layoutOf, queuePrefix, slotOf } from '../../src/core/shards.js';
+import { ClusterLoad, recordingWorker } from '../support/cluster-load.js';
 import { makeSecret } from '../support/deliveries.js';
 import { startTestIngest } from '../support/ingest.js';
 import { TestRedisCluster } from '../support/redis-server.js';
 import { waitFor } from '../support/wait-for.js';
-import { ClusterLoad, recordingWorker } from './cluster-load.js';
 
 describe('Redis Cluster: a master fails over under load', () => {
   let cluster: TestRedisCluster;

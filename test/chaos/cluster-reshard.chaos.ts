@@ -6,11 +6,11 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { queuePrefix, slotOf } from '../../src/core/shards.js';
+import { ClusterLoad, recordingWorker } from '../support/cluster-load.js';
 import { makeSecret } from '../support/deliveries.js';
 import { startTestIngest } from '../support/ingest.js';
 import { TestRedisCluster } from '../support/redis-server.js';
 import { waitFor } from '../support/wait-for.js';
-import { ClusterLoad, recordingWorker } from './cluster-load.js';
 
 describe('Redis Cluster: a slot migrates under load', () => {
   let cluster: TestRedisCluster;

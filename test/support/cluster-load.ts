@@ -1,8 +1,8 @@
 import { loadConfig } from '../../src/core/config.js';
 import type { Prediction } from '../../src/core/prediction.js';
 import { type InletWorker, startWorker } from '../../src/workers/worker.js';
-import { samplePrediction, signedHeaders, webhookId } from '../support/deliveries.js';
-import { CapturedLogs } from '../support/ingest.js';
+import { samplePrediction, signedHeaders, webhookId } from './deliveries.js';
+import { CapturedLogs } from './ingest.js';
 
 /**
  * Deliveries sent without pause by `concurrency` senders, each a new prediction's terminal
