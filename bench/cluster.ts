@@ -272,8 +272,93 @@ export async function runTopologyBench(options: {
     log: options.log,
   };
   const rounds = await runTopologyRounds(settings);
-  const markdown = `# inlet topology bench\n\n${renderTopology(rounds, settings)}`;
+  let markdown = `# inlet topology bench\n\n${renderTopology(rounds, settings)}`;
+  if (settings.cluster) {
+    options.log('WAIT latency: one delivery at a time, with and without INLET_MIN_REPLICAS=1');
+    markdown += renderWaitLatency(await measureWaitLatency(settings));
+  }
   writeFileSync(options.out, markdown);
   process.stdout.write(`\n${markdown}`);
   return Number(process.exitCode ?? 0);
+}
+
+/** Median and p99 of one-at-a-time deliveries, with and without INLET_MIN_REPLICAS=1. */
+export interface WaitLatency {
+  without: { p50: number; p99: number };
+  with: { p50: number; p99: number };
+  deliveries: number;
+}
+
+/**
+ * WAIT's latency alone: two ingests on one cluster (3 shards), one with INLET_MIN_REPLICAS=1,
+ * sent one delivery at a time in alternating batches, so that neither queueing nor the
+ * machine's other load between batches favours one of them.
+ */
+export async function measureWaitLatency(settings: TopologySettings, batches = 6, size = 100) {
+  const backend = await startBackend(true, join(settings.workDir, 'cluster-wait'));
+  const children: BenchProcess[] = [];
+  try {
+    const urls: string[] = [];
+    for (const minReplicas of ['0', '1']) {
+      const port = await freePort();
+      const ingest = new BenchProcess('ingest', process.execPath, ['dist/cli/main.js', 'ingest'], {
+        env: {
+          REDIS_URL: backend.url,
+          REDIS_CLUSTER: '1',
+          INLET_PREFIX: 'wait',
+          INLET_SHARDS: '3',
+          INLET_MIN_REPLICAS: minReplicas,
+          LOG_LEVEL: 'warn',
+          PORT: String(port),
+          HOST: '127.0.0.1',
+          REPLICATE_WEBHOOK_SECRET: settings.secret,
+        },
+        logFile: join(settings.workDir, `wait-${minReplicas}.log`),
+      });
+      children.push(ingest);
+      await waitForHttp(`http://127.0.0.1:${port}/readyz`, ingest);
+      urls.push(`http://127.0.0.1:${port}/webhooks/replicate`);
+    }
+    const pool = new DeliveryPool(settings.secret);
+    pool.refill(batches * size * 2 + 100);
+    const times: [number[], number[]] = [[], []];
+    for (let batch = 0; batch < batches; batch++) {
+      for (const which of [0, 1] as const) {
+        for (let i = 0; i < size; i++) {
+          const delivery = pool.take();
+          const started = performance.now();
+          const answer = await fetch(urls[which] as string, {
+            method: 'POST',
+            headers: delivery.headers,
+            body: delivery.body,
+          });
+          await answer.arrayBuffer();
+          if (answer.status !== 202) throw new Error(`WAIT latency: answered ${answer.status}`);
+          if (batch > 0) times[which].push(performance.now() - started); // batch 0 warms up
+        }
+      }
+    }
+    const stats = (values: number[]) => {
+      const sorted = [...values].sort((a, b) => a - b);
+      const at = (q: number) =>
+        sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? 0;
+      return { p50: at(0.5), p99: at(0.99) };
+    };
+    return { without: stats(times[0]), with: stats(times[1]), deliveries: times[0].length };
+  } finally {
+    await Promise.all(children.map((child) => child.stop()));
+    await backend.destroy();
+  }
+}
+
+export function renderWaitLatency(latency: WaitLatency): string {
+  const ms = (value: number) => value.toFixed(2);
+  return `
+| one delivery at a time, cluster, 3 shards | p50 ms | p99 ms |
+|---|---|---|
+| INLET_MIN_REPLICAS=0 | ${ms(latency.without.p50)} | ${ms(latency.without.p99)} |
+| INLET_MIN_REPLICAS=1 | ${ms(latency.with.p50)} | ${ms(latency.with.p99)} |
+
+${latency.deliveries} deliveries each, sent one after another in alternating batches of 100 (a first batch each to warm up, not counted); replicas on the same host, so WAIT's round trip is a loopback one.
+`;
 }
