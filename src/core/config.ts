@@ -48,7 +48,7 @@ const schema = z.object({
    * so that a cluster spreads them over its masters. `1` keeps the key layout of a single queue.
    * @defaultValue `1`
    */
-  INLET_SHARDS: int(1, 256).default(1),
+  INLET_SHARDS: int(1, 1024).default(1),
   /**
    * Which shards this worker takes from: comma-separated indexes or ranges (`0-3,7`), counted
    * from 0; may name shards at or above `INLET_SHARDS` to drain them after lowering it.
