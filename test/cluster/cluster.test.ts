@@ -147,9 +147,21 @@ describe('Redis Cluster backend (3 masters, 3 replicas)', () => {
       INLET_REPLICA_TIMEOUT_MS: '100',
     });
     try {
+      const layout = { prefix: 'w', shards: 3, cluster: true };
       for (let i = 0; i < 6; i++) {
-        const answer = await post(one.webhookUrl, secret, samplePrediction());
+        const prediction = samplePrediction();
+        const answer = await post(one.webhookUrl, secret, prediction);
         assert.equal(answer.status, 202, one.logs.text.slice(-1500));
+        // Acknowledged means the replica of the master that stored it has the job already.
+        const jobKey = `${queuePrefix(layout, shardOf(prediction.id, 3))}:deliveries:${answer.id}`;
+        const { replicas } = await cluster.server.ownerOf(slotOf(jobKey));
+        const replica = cluster.server.connect(replicas[0]?.port ?? 0);
+        try {
+          await replica.call('READONLY');
+          assert.equal(await replica.exists(jobKey), 1, `the replica has ${jobKey}`);
+        } finally {
+          replica.disconnect();
+        }
       }
       const refused = await post(two.webhookUrl, secret, samplePrediction());
       assert.equal(refused.status, 503);
