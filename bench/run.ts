@@ -31,7 +31,10 @@ const USAGE = `usage: npm run bench -- [--smoke] [--no-pin] [--profile] [--keep]
                rounds of the ingest as 2 processes to the ingest rounds, on ≥ 2 cores)
   --seconds N, --pairs N  override the round length and the number of round pairs
   --against DIR  also run \`DIR/cli/main.js ingest\` (a copy of dist/ built from the code before a
-               change) as a fourth server, "before", in the same alternating rounds`;
+               change) as a fourth server, "before", in the same alternating rounds
+  --cluster, --shards LIST  instead of the above, the topology bench (bench/cluster.ts): the
+               whole pipeline on a single Redis and, with --cluster, a 3+3 Redis Cluster, for
+               each INLET_SHARDS in LIST (e.g. 1,6) and each --workers count (e.g. 1,2)`;
 
 const { values: flags } = parseArgs({
   options: {
@@ -45,12 +48,29 @@ const { values: flags } = parseArgs({
     seconds: { type: 'string' },
     pairs: { type: 'string' },
     against: { type: 'string' },
+    cluster: { type: 'boolean', default: false },
+    shards: { type: 'string' },
     help: { type: 'boolean', default: false },
   },
 });
 if (flags.help) {
   console.log(USAGE);
   process.exit(0);
+}
+if (flags.cluster || flags.shards !== undefined) {
+  const { runTopologyBench } = await import('./cluster.js');
+  const work = mkdtempSync(join(tmpdir(), 'inlet-bench-'));
+  const code = await runTopologyBench({
+    cluster: flags.cluster,
+    shards: flags.shards ?? '1',
+    workers: flags.workers,
+    seconds: Number(flags.seconds ?? (flags.smoke ? 2 : 5)),
+    out: flags.out ?? (flags.smoke ? join(work, 'topology.md') : 'bench/topology.md'),
+    workDir: work,
+    log: (line) => process.stdout.write(`bench: ${line}\n`),
+  });
+  if (!flags.keep) rmSync(work, { recursive: true, force: true });
+  process.exit(code);
 }
 
 const smoke = flags.smoke;

@@ -1,6 +1,6 @@
 import { Job, Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
 import { type DeliveryJob, jobIdFor, QUEUE_NAME, webhookIdOf } from '../core/job.js';
+import type { RedisClient as Redis } from '../core/redis.js';
 import { recordWorkerEvent } from '../core/worker-figures.js';
 import { ledgerKeys } from '../workers/prediction-ledger.js';
 
@@ -31,7 +31,12 @@ export interface DeadLetter {
 
 export interface RedriveOptions {
   redis: Redis;
+  /** The queue's prefix: one shard's (src/core/shards.ts), `INLET_PREFIX` with one shard. */
   prefix: string;
+  /** Where the shard's ledger keys are. @defaultValue `prefix` */
+  recordPrefix?: string;
+  /** Where the worker figures are. @defaultValue `prefix` */
+  figurePrefix?: string;
   /** Only this prediction's deliveries; all of them when left out. */
   predictionId?: string;
   /** List what would be re-driven, move nothing. */
@@ -79,7 +84,7 @@ export async function redriveDeadLetters(options: RedriveOptions): Promise<Redri
       }
       if (moved > 0) {
         const tx = options.redis.multi();
-        recordWorkerEvent(tx, options.prefix, 'redriven', moved);
+        recordWorkerEvent(tx, options.figurePrefix ?? options.prefix, 'redriven', moved);
         await tx.exec();
       }
     }
@@ -91,7 +96,8 @@ export async function redriveDeadLetters(options: RedriveOptions): Promise<Redri
 
 /** Reads the failed set page by page, with what the ledger and the job say of each. */
 async function listDeadLetters(queue: Queue<DeliveryJob>, options: RedriveOptions) {
-  const { redis, prefix } = options;
+  const { redis } = options;
+  const prefix = options.recordPrefix ?? options.prefix;
   const failedKey = queue.toKey('failed');
   const found: DeadLetter[] = [];
   for (let start = 0; ; start += PAGE) {

@@ -108,7 +108,9 @@ async function chooseRedis(
   const configured = Boolean(process.env.REDIS_URL?.trim() || process.env.REDIS_URL_FILE);
   if (configured) {
     if (forcePrivate) throw new ConfigError('--private-redis and REDIS_URL: choose one');
-    if (!(await redisAnswers(config.REDIS_URL, 1000))) {
+    // A cluster's seed list is checked by the cluster client itself (a seed may be down).
+    const first = config.REDIS_URL.split(',')[0] as string;
+    if (!(await redisAnswers(first, 1000))) {
       logger.warn('REDIS_URL does not answer (yet): deliveries get 503 until it does');
     }
     logger.info({ redis: redactUrl(config.REDIS_URL) }, 'using REDIS_URL');

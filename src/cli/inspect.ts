@@ -1,7 +1,7 @@
-import { Queue } from 'bullmq';
 import { Command } from 'commander';
 import { ConfigError } from '../core/config.js';
-import { type DeliveryJob, QUEUE_NAME } from '../core/job.js';
+import { closeQueues, openShardQueues } from '../core/shard-queues.js';
+import { layoutOf, recordPrefixOf, shardOf } from '../core/shards.js';
 import {
   type DeliveryRecord,
   type PredictionRecord,
@@ -29,13 +29,19 @@ Examples:
     )
     .action(async (id: string, flags: { json?: boolean }) => {
       await withRedis('inspect', async (redis, config) => {
-        const queue = new Queue<DeliveryJob>(QUEUE_NAME, {
-          connection: redis,
-          prefix: config.INLET_PREFIX,
-        });
+        const queues = openShardQueues(config, redis);
         try {
-          const predictionId = (await predictionOfWebhook(queue, id)) ?? id;
-          const record = await readPrediction(redis, queue, config.INLET_PREFIX, predictionId);
+          // A webhook id names no shard: ask each (one, with INLET_SHARDS=1).
+          let predictionId = id;
+          for (const queue of queues) {
+            const found = await predictionOfWebhook(queue, id);
+            if (found) predictionId = found;
+            if (found) break;
+          }
+          const layout = layoutOf(config);
+          const queue = queues[shardOf(predictionId, layout.shards)] as (typeof queues)[number];
+          const prefix = recordPrefixOf(layout, predictionId);
+          const record = await readPrediction(redis, queue, prefix, predictionId);
           if (record.deliveries.length === 0 && Object.keys(record.ledger).length === 0) {
             throw new ConfigError(
               `nothing stored for ${id}: no delivery or prediction by that id under prefix "${config.INLET_PREFIX}"`,
@@ -45,7 +51,7 @@ Examples:
             flags.json ? `${JSON.stringify(asJson(record))}\n` : describe(record),
           );
         } finally {
-          await queue.close().catch(() => undefined);
+          await closeQueues(queues);
         }
       });
     });

@@ -1,6 +1,6 @@
 import { Job, type JobType, type Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
 import { type DeliveryJob, jobIdFor, webhookIdOf } from '../core/job.js';
+import type { RedisClient as Redis } from '../core/redis.js';
 import { ledgerKeys } from '../workers/prediction-ledger.js';
 
 /**

@@ -1,6 +1,7 @@
 import { Command } from 'commander';
 import { loadConfig } from '../core/config.js';
 import { createLogger, flushLogger } from '../core/logger.js';
+import { globalPrefix, layoutOf } from '../core/shards.js';
 import type { PassReport } from '../reconcile/reconcile-pass.js';
 import { reachable } from './redis-command.js';
 import { announceRedis, redisTarget } from './redis-target.js';
@@ -44,7 +45,7 @@ Examples:
                 config.INLET_RECONCILE_METRICS_PORT,
                 config.HOST,
                 reconciler.redis,
-                config.INLET_PREFIX,
+                globalPrefix(layoutOf(config)),
               )
             : undefined;
         logger.info(

@@ -1,6 +1,5 @@
-import type { Redis } from 'ioredis';
 import { type Config, ConfigError, loadConfig, redactUrl } from '../core/config.js';
-import { closeRedis, createRedis } from '../core/redis.js';
+import { closeRedis, createRedis, type RedisClient } from '../core/redis.js';
 import { announceRedis, redisTarget } from './redis-target.js';
 
 /**
@@ -9,12 +8,16 @@ import { announceRedis, redisTarget } from './redis-target.js';
  */
 export async function withRedis<T>(
   name: string,
-  work: (redis: Redis, config: Config) => Promise<T>,
+  work: (redis: RedisClient, config: Config) => Promise<T>,
 ): Promise<T> {
   const config = loadConfig();
   const target = redisTarget(config);
   announceRedis(target);
-  const redis = createRedis(target.url, { role: 'patient', name: `inlet:${name}` });
+  const redis = createRedis(target.url, {
+    role: 'patient',
+    name: `inlet:${name}`,
+    cluster: config.REDIS_CLUSTER,
+  });
   redis.on('error', () => undefined);
   try {
     await reachable(redis, target.url);
@@ -25,7 +28,7 @@ export async function withRedis<T>(
 }
 
 /** A patient client would wait for ever: give up after a few seconds, in one line. */
-export async function reachable(redis: Redis, url: string): Promise<void> {
+export async function reachable(redis: RedisClient, url: string): Promise<void> {
   const timeout = new Promise<never>((_, reject) => {
     setTimeout(() => reject(new Error('timeout')), 5_000).unref();
   });

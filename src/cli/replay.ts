@@ -1,6 +1,14 @@
 import cliProgress from 'cli-progress';
 import { Command } from 'commander';
 import { ConfigError } from '../core/config.js';
+import {
+  allShards,
+  globalPrefix,
+  layoutOf,
+  queuePrefix,
+  recordPrefix,
+  shardOf,
+} from '../core/shards.js';
 import type { DeadLetter } from './dead-letter.js';
 import { readPredictionData } from './prediction-file.js';
 import { withRedis } from './redis-command.js';
@@ -66,13 +74,27 @@ Examples:
       await withRedis('replay', async (redis, config) => {
         const bar = progressBar();
         const { redriveDeadLetters } = await import('./dead-letter.js');
-        const result = await redriveDeadLetters({
-          redis,
-          prefix: config.INLET_PREFIX,
-          predictionId: flags.prediction,
-          dryRun: flags.dryRun,
-          onProgress: bar.update,
-        });
+        const layout = layoutOf(config);
+        // Every shard's dead letters, one shard after another (one shard: the one queue).
+        const shards =
+          flags.prediction === undefined
+            ? allShards(layout)
+            : [shardOf(flags.prediction, layout.shards)];
+        const result = { matched: 0, moved: 0, deliveries: [] as DeadLetter[] };
+        for (const shard of shards) {
+          const part = await redriveDeadLetters({
+            redis,
+            prefix: queuePrefix(layout, shard),
+            recordPrefix: recordPrefix(layout, shard),
+            figurePrefix: globalPrefix(layout),
+            predictionId: flags.prediction,
+            dryRun: flags.dryRun,
+            onProgress: bar.update,
+          });
+          result.matched += part.matched;
+          result.moved += part.moved;
+          result.deliveries.push(...part.deliveries);
+        }
         bar.stop();
         if (flags.dryRun) for (const delivery of result.deliveries) print(delivery);
         process.stdout.write(`${summary(result.matched, result.moved, flags)}\n`);

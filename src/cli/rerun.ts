@@ -1,5 +1,4 @@
 import { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
 import type { Config } from '../core/config.js';
 import { ConfigError } from '../core/config.js';
 import {
@@ -10,6 +9,8 @@ import {
   QUEUE_NAME,
 } from '../core/job.js';
 import { isTerminal, type Prediction } from '../core/prediction.js';
+import type { RedisClient as Redis } from '../core/redis.js';
+import { layoutOf, queuePrefix, recordPrefix, recordPrefixOf, shardOf } from '../core/shards.js';
 import { ledgerKeys } from '../workers/prediction-ledger.js';
 import { readPrediction } from './prediction-deliveries.js';
 
@@ -47,8 +48,14 @@ export interface RerunPlan {
 
 export async function rerunProcessors(options: RerunOptions): Promise<RerunPlan> {
   const { redis, config, predictionId } = options;
-  const prefix = config.INLET_PREFIX;
-  const queue = new Queue<DeliveryJob>(QUEUE_NAME, { connection: redis, prefix });
+  // The prediction's shard: its queue, and where its ledger is (src/core/shards.ts).
+  const layout = layoutOf(config);
+  const shard = shardOf(predictionId, layout.shards);
+  const prefix = recordPrefix(layout, shard);
+  const queue = new Queue<DeliveryJob>(QUEUE_NAME, {
+    connection: redis,
+    prefix: queuePrefix(layout, shard),
+  });
   try {
     const { prediction, from } = await terminalPrediction(options, queue);
     const key = ledgerKeys.prediction(prefix, predictionId);
@@ -103,7 +110,7 @@ async function terminalPrediction(
   const record = await readPrediction(
     options.redis,
     queue,
-    options.config.INLET_PREFIX,
+    recordPrefixOf(layoutOf(options.config), options.predictionId),
     options.predictionId,
   );
   const stored = record.deliveries.filter((d) => isTerminal(d.job.data.prediction.status)).at(-1);

@@ -23,8 +23,47 @@ const list = z.string().transform((s) => s.split(/[\s,]+/).filter((item) => item
  * written from this list, and its names are part of inlet's public interface.
  */
 const schema = z.object({
-  /** Redis (or a Redis-compatible server). @defaultValue `redis://127.0.0.1:6379` */
-  REDIS_URL: z.url({ protocol: /^rediss?$/, message: 'expected redis://host:port or rediss://…' }),
+  /**
+   * Redis (or a Redis-compatible server). With `REDIS_CLUSTER=1`, one or more seed nodes of the
+   * cluster separated by commas (`redis://:pass@10.0.0.1:7000,redis://10.0.0.2:7000`); the
+   * first URL's user, password and scheme (`rediss://` for TLS) apply to every node.
+   * @defaultValue `redis://127.0.0.1:6379`
+   */
+  REDIS_URL: z.string().refine((value) => value.split(',').every((url) => isRedisUrl(url.trim())), {
+    message: 'expected redis://host:port or rediss://…',
+  }),
+  /**
+   * `1`: `REDIS_URL` names nodes of a Redis Cluster. inlet then follows `MOVED`/`ASK` redirects
+   * and failovers, and needs a hash tag in `INLET_PREFIX` (`{inlet}`) unless `INLET_SHARDS` is
+   * above 1, when it tags each shard itself. @defaultValue `0` (a single Redis)
+   */
+  REDIS_CLUSTER: flag.default(false),
+  /**
+   * How many BullMQ queues deliveries are spread over, by prediction id; each is one hash slot,
+   * so that a cluster spreads them over its masters. `1` keeps the key layout of a single queue.
+   * @defaultValue `1`
+   */
+  INLET_SHARDS: int(1, 1024).default(1),
+  /**
+   * Which shards this worker takes from: comma-separated indexes or ranges (`0-3,7`), counted
+   * from 0; may name shards at or above `INLET_SHARDS` to drain them after lowering it.
+   * @defaultValue every shard, `0` to `INLET_SHARDS - 1`
+   */
+  INLET_WORKER_SHARDS: z
+    .string()
+    .regex(/^\s*\d+(-\d+)?(\s*,\s*\d+(-\d+)?)*\s*$/, {
+      message: 'expected indexes or ranges like 0-3,7',
+    })
+    .transform(parseShardList)
+    .optional(),
+  /**
+   * The ingest answers 202 only once this many replicas have the delivery (`WAIT`, on the node
+   * that stored it); else 503 with Retry-After. `0` answers once the master has it.
+   * @defaultValue `0`
+   */
+  INLET_MIN_REPLICAS: int(0, 16).default(0),
+  /** How long the ingest waits for `INLET_MIN_REPLICAS` replicas. @defaultValue `500` */
+  INLET_REPLICA_TIMEOUT_MS: int(1, 10_000).default(500),
   /**
    * One or more `whsec_…` secrets separated by spaces or commas; any one verifying is enough. As
    * in the reference Standard Webhooks library, the base64 key alone (without `whsec_`) works too.
@@ -136,6 +175,24 @@ const schema = z.object({
 
 export type Config = z.infer<typeof schema>;
 
+function isRedisUrl(value: string): boolean {
+  try {
+    return /^rediss?:$/.test(new URL(value).protocol);
+  } catch {
+    return false;
+  }
+}
+
+/** `0-3,7` → [0, 1, 2, 3, 7]: sorted, without repeats. */
+function parseShardList(value: string): number[] {
+  const shards = new Set<number>();
+  for (const part of value.split(',')) {
+    const [from, to = from] = part.trim().split('-').map(Number) as [number, number?];
+    for (let shard = from; shard <= Math.min(to, 1023); shard++) shards.add(shard);
+  }
+  return [...shards].sort((a, b) => a - b);
+}
+
 /** Variables that may instead be read from a file named by `NAME_FILE` (Docker secrets). */
 const FILE_VARIABLES = [
   'REPLICATE_WEBHOOK_SECRET',
@@ -168,7 +225,42 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     const name = issue?.path.join('.') ?? 'configuration';
     throw new ConfigError(`${name}: ${issue?.message ?? 'invalid'} (got ${show(name, input)})`);
   }
+  checkRedisLayout(parsed.data);
   return parsed.data;
+}
+
+/**
+ * Refuses, in one line, a Redis setup that could only fail later, delivery by delivery: several
+ * hosts without `REDIS_CLUSTER=1`, a cluster prefix whose keys would not share a slot (BullMQ's
+ * scripts would get CROSSSLOT), or a hash tag of the user's beside the shards' own.
+ */
+function checkRedisLayout(config: Config): void {
+  const hosts = config.REDIS_URL.split(',').length;
+  if (hosts > 1 && !config.REDIS_CLUSTER) {
+    throw new ConfigError(
+      `REDIS_URL: names ${hosts} hosts; set REDIS_CLUSTER=1 for a Redis Cluster, or give one URL`,
+    );
+  }
+  const prefix = config.INLET_PREFIX;
+  const braces = /[{}]/.test(prefix);
+  if (config.INLET_SHARDS > 1 && braces) {
+    throw new ConfigError(
+      `INLET_PREFIX: with INLET_SHARDS above 1 leave out the braces (got "${prefix}"); inlet gives each shard its own hash tag`,
+    );
+  }
+  if (config.REDIS_CLUSTER && config.INLET_SHARDS === 1 && !hasHashTag(prefix)) {
+    throw new ConfigError(
+      `INLET_PREFIX: a Redis Cluster needs a hash tag so that a queue's keys share a slot: set INLET_PREFIX={${prefix.replace(/[{}]/g, '') || 'inlet'}} (got "${prefix}")`,
+    );
+  }
+}
+
+/** True when every key under `prefix` hashes by a tag in it: `{…}` with something inside. */
+export function hasHashTag(prefix: string): boolean {
+  const open = prefix.indexOf('{');
+  if (open === -1) return false;
+  const close = prefix.indexOf('}', open + 1);
+  return close > open + 1;
 }
 
 function readSecretFile(name: string, file: string): string {
@@ -195,7 +287,7 @@ function show(name: string, input: Record<string, string | undefined>): string {
  */
 export function redactUrl(text: string): string {
   return text
-    .replace(/(\/\/)[^/?#\s@]*@/g, '$1…@')
+    .replace(/(\/\/)[^/?#\s@,]*@/g, '$1…@')
     .replace(/([?&](?:password|pass|pwd)=)[^&#\s]*/gi, '$1…');
 }
 

@@ -23,6 +23,8 @@ export interface RedisServerOptions {
   detached?: boolean;
   /** CPUs to pin it to with `taskset -c` (the bench). */
   cpus?: string;
+  /** Further `--name value` arguments (a cluster node's, see redis-cluster-server.ts). */
+  extraArgs?: string[];
 }
 
 /** How a server that was not being stopped ended. */
@@ -196,6 +198,7 @@ export class RedisServer {
       'noeviction',
       '--daemonize',
       'no',
+      ...(this.options.extraArgs ?? []),
     ];
   }
 

@@ -1,4 +1,11 @@
-import { Redis, type RedisOptions } from 'ioredis';
+import { Cluster, type ClusterOptions, Redis, type RedisOptions } from 'ioredis';
+
+/**
+ * A connection to a single Redis or to a Redis Cluster (ioredis's `Cluster`, which routes each
+ * command to the master of its key's slot and follows `MOVED`/`ASK` and failovers). Both have the
+ * same commands, scripts, MULTI and pipelines; a MULTI or a script must keep to one slot.
+ */
+export type RedisClient = Redis | Cluster;
 
 /**
  * How a connection behaves when Redis is away.
@@ -15,10 +22,27 @@ export interface ConnectionOptions {
   commandTimeoutMs?: number;
   /** Name shown by `CLIENT LIST`, e.g. `inlet:ingest`. */
   name?: string;
+  /**
+   * `url` is a comma-separated list of a Redis Cluster's seed nodes (`REDIS_CLUSTER=1`).
+   * @defaultValue `false`
+   */
+  cluster?: boolean;
+}
+
+/** The connection inlet's configuration names: `REDIS_URL`, a cluster when `REDIS_CLUSTER=1`. */
+export function connectRedis(
+  config: { REDIS_URL: string; REDIS_CLUSTER: boolean },
+  options: Omit<ConnectionOptions, 'cluster'>,
+): RedisClient {
+  return createRedis(config.REDIS_URL, { ...options, cluster: config.REDIS_CLUSTER });
 }
 
 /** Opens an ioredis connection to `url` set up for its role; it connects in the background. */
-export function createRedis(url: string, options: ConnectionOptions): Redis {
+export function createRedis(url: string, options: ConnectionOptions & { cluster: true }): Cluster;
+export function createRedis(url: string, options: ConnectionOptions & { cluster?: false }): Redis;
+export function createRedis(url: string, options: ConnectionOptions): RedisClient;
+export function createRedis(url: string, options: ConnectionOptions): RedisClient {
+  if (options.cluster) return createCluster(url, options);
   const common: RedisOptions = {
     connectionName: options.name,
     // Reconnect for ever, backing off to 2 s: Redis coming back must bring inlet back.
@@ -42,7 +66,7 @@ export function createRedis(url: string, options: ConnectionOptions): Redis {
  * Closes a connection politely, or drops it when Redis is not there to answer QUIT.
  * @param quitTimeoutMs - how long to wait for QUIT's answer; 0 drops at once. @defaultValue `1000`
  */
-export async function closeRedis(redis: Redis, quitTimeoutMs = 1000): Promise<void> {
+export async function closeRedis(redis: RedisClient, quitTimeoutMs = 1000): Promise<void> {
   if (redis.status === 'end') return;
   try {
     if (redis.status === 'ready' && quitTimeoutMs > 0) {
@@ -59,4 +83,52 @@ export async function closeRedis(redis: Redis, quitTimeoutMs = 1000): Promise<vo
     // QUIT failed: the connection is going away anyway.
   }
   redis.disconnect(false);
+}
+
+/**
+ * A Redis Cluster client with the same role semantics as a single connection. `fail-fast`: no
+ * offline queue (a command with no ready master for its slot fails at once), the per-command
+ * deadline on every node connection (ioredis starts it at the first send, so redirects and
+ * failover retries stay inside it), no resend, auto-pipelining per node. `patient`: commands
+ * wait, in the cluster's offline queue, for the cluster to come back, as BullMQ workers need.
+ * Both refresh the slot map on `MOVED` and follow `ASK` during a reshard.
+ */
+function createCluster(list: string, options: ConnectionOptions): Cluster {
+  const urls = list.split(',').map((url) => new URL(url.trim()));
+  const first = urls[0] as URL;
+  const nodes = urls.map((url) => ({ host: url.hostname, port: Number(url.port || 6379) }));
+  const redisOptions: ClusterOptions['redisOptions'] = {
+    connectionName: options.name,
+    username: first.username ? decodeURIComponent(first.username) : undefined,
+    password: first.password ? decodeURIComponent(first.password) : undefined,
+    ...(first.protocol === 'rediss:' ? { tls: {} } : {}),
+    ...(options.role === 'fail-fast'
+      ? {
+          maxRetriesPerRequest: 0,
+          autoResendUnfulfilledCommands: false,
+          commandTimeout: options.commandTimeoutMs ?? 1000,
+        }
+      : { maxRetriesPerRequest: null }),
+  };
+  const common: ClusterOptions = {
+    redisOptions,
+    // Reconnect for ever, backing off to 2 s, as a single connection does.
+    clusterRetryStrategy: (times) => Math.min(times * 100, 2000),
+    retryDelayOnFailover: 100,
+    retryDelayOnClusterDown: 100,
+    retryDelayOnTryAgain: 100,
+    // A failover takes the cluster's node timeout; let patient commands ride through it.
+    maxRedirections: options.role === 'fail-fast' ? 16 : 64,
+    slotsRefreshTimeout: 2000,
+    // Keep the slot map fresh even when no MOVED says it changed (a failover seen by no command).
+    slotsRefreshInterval: 5000,
+    // TLS certificates name hosts, not the addresses the cluster hands out.
+    ...(first.protocol === 'rediss:' ? { dnsLookup: (address, done) => done(null, address) } : {}),
+  };
+  return new Cluster(
+    nodes,
+    options.role === 'fail-fast'
+      ? { ...common, enableOfflineQueue: false, enableAutoPipelining: true }
+      : { ...common, enableOfflineQueue: true },
+  );
 }

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient as Redis } from './redis.js';
 
 /**
  * Worker-side figures kept in Redis, so that the ingest's `/metrics` can export them for every

@@ -5,17 +5,22 @@ import type { Queue } from 'bullmq';
 import type Koa from 'koa';
 import { DASHBOARD_PATH, LOGOUT_PATH } from './admin-paths.js';
 
-/** bull-board over the deliveries queue; admin.ts loads this on first use, behind its gate. */
-export function dashboard(queue: Queue): Koa.Middleware {
+/**
+ * bull-board over the deliveries queue, or every shard's (`shard-<i>:deliveries`); admin.ts
+ * loads this on first use, behind its gate.
+ */
+export function dashboard(queues: Queue[]): Koa.Middleware {
   const serverAdapter = new KoaAdapter().setBasePath(DASHBOARD_PATH);
   createBullBoard({
-    queues: [
-      new BullMQAdapter(queue, {
-        description:
-          'Replicate deliveries. Failed = dead-lettered: open one to see its error, retry it.',
-        allowRetries: true,
-      }),
-    ],
+    queues: queues.map(
+      (queue, index) =>
+        new BullMQAdapter(queue, {
+          description:
+            'Replicate deliveries. Failed = dead-lettered: open one to see its error, retry it.',
+          allowRetries: true,
+          ...(queues.length > 1 ? { prefix: `shard-${index}`, delimiter: ':' } : {}),
+        }),
+    ),
     serverAdapter,
     options: {
       uiConfig: {

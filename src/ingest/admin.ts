@@ -9,6 +9,8 @@ import { AdminCredentials, SESSION_COOKIE, SESSION_SECONDS } from './admin-sessi
 
 export interface AdminOptions {
   queue: Queue;
+  /** Every shard's queue (INLET_SHARDS), each shown on the dashboard. @defaultValue `[queue]` */
+  queues?: Queue[];
   logger: Logger;
   /** `INLET_ADMIN_TOKEN`; unset leaves every `/admin` path unanswered (404), never open. */
   token: string | undefined;
@@ -30,7 +32,7 @@ export function mountAdmin(app: Koa, options: AdminOptions): void {
   }
   const credentials = new AdminCredentials(token);
   app.use(adminGate(credentials, logger));
-  app.use(lazyDashboard(options.queue));
+  app.use(lazyDashboard(options.queues ?? [options.queue]));
   // bull-board reports its own failures (e.g. Redis away) as app errors, not by throwing.
   app.on('error', (error: Error, ctx?: Context) => {
     logger.warn({ err: error.message, path: ctx?.path }, 'dashboard request failed');
@@ -42,11 +44,11 @@ export function mountAdmin(app: Koa, options: AdminOptions): void {
  * bull-board and its UI cost about 25 MB of memory, so they load with the first dashboard
  * request, not with the ingest: most ingests never serve a page.
  */
-function lazyDashboard(queue: Queue): Koa.Middleware {
+function lazyDashboard(queues: Queue[]): Koa.Middleware {
   let board: Promise<Koa.Middleware> | undefined;
   return async (ctx, next) => {
     if (ctx.path !== DASHBOARD_PATH && !ctx.path.startsWith(`${DASHBOARD_PATH}/`)) return next();
-    board ??= import('./admin-dashboard.js').then((module) => module.dashboard(queue));
+    board ??= import('./admin-dashboard.js').then((module) => module.dashboard(queues));
     return (await board)(ctx, next);
   };
 }

@@ -1,14 +1,20 @@
 import Router from '@koa/router';
-import type { Redis } from 'ioredis';
 import Koa from 'koa';
 import type { Logger } from '../core/logger.js';
+import type { RedisClient } from '../core/redis.js';
 import { type WebhookRouteOptions, webhookRoute } from './webhook-route.js';
 
 export interface AppOptions extends WebhookRouteOptions {
-  redis: Redis;
+  redis: RedisClient;
   logger: Logger;
   /** `INLET_PREFIX`: readiness writes its probe key under it. */
   prefix: string;
+  /**
+   * Readiness writes a probe key under each of these instead: every shard's queue prefix, so
+   * that on a Redis Cluster every master holding a shard must take a write.
+   * @defaultValue `[prefix]`
+   */
+  probePrefixes?: string[];
   /** Mounts further routes (metrics, the dashboard) on the same app. */
   extend?: (app: Koa, router: Router) => void;
 }
@@ -46,17 +52,18 @@ const PROBE_TIMEOUT_MS = 1000;
  * one-key write cannot, such as CROSSSLOT). Logs each change of verdict once.
  */
 function readiness(options: AppOptions): Koa.Middleware {
-  const probeKey = `${options.prefix}:readyz`;
+  const probeKeys = (options.probePrefixes ?? [options.prefix]).map((prefix) => `${prefix}:readyz`);
   let wasReady = true;
   return async (ctx) => {
     let reason: string | undefined;
     let detail: string | undefined;
     try {
-      const answer = await withTimeout(
-        options.redis.set(probeKey, '1', 'PX', 10_000),
+      const answers = await withTimeout(
+        Promise.all(probeKeys.map((key) => options.redis.set(key, '1', 'PX', 10_000))),
         PROBE_TIMEOUT_MS,
       );
-      if (answer !== 'OK') throw new Error(`SET answered ${String(answer)}`);
+      const refused = answers.find((answer) => answer !== 'OK');
+      if (refused !== undefined) throw new Error(`SET answered ${String(refused)}`);
       detail = options.storeHealth?.failing();
       if (detail !== undefined) reason = 'stores_failing';
     } catch (error) {

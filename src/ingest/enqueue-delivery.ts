@@ -1,5 +1,4 @@
 import { Job, type Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
 import type { Config } from '../core/config.js';
 import {
   DELIVERY_JOB_NAME,
@@ -8,6 +7,7 @@ import {
   jobIdFor,
   keys,
 } from '../core/job.js';
+import type { RedisClient } from '../core/redis.js';
 import { defineScripts } from '../core/scripts/redis-script.js';
 import { BULLMQ_ADD_KEYS, storeDelivery11 } from '../core/scripts/store-delivery-11.js';
 
@@ -17,6 +17,18 @@ export type EnqueueOutcome = 'accepted' | 'duplicate';
 /** Redis could not confirm the write in time; the sender must try again (503). */
 export class StoreUnavailableError extends Error {
   override name = 'StoreUnavailableError';
+}
+
+/** Where one shard's deliveries go (src/ingest/sharded-enqueuer.ts); left out, `INLET_PREFIX`. */
+export interface EnqueueOptions {
+  /** Prefix of the de-duplication marks. @defaultValue `INLET_PREFIX` */
+  seenPrefix?: string;
+  /**
+   * Called after Redis confirmed a store (or an earlier one) with the key the store was routed
+   * by; rejects with {@link StoreUnavailableError} when the delivery may not be acknowledged yet
+   * (`INLET_MIN_REPLICAS`).
+   */
+  confirm?: (routedBy: string) => Promise<void>;
 }
 
 /**
@@ -29,7 +41,7 @@ export class StoreUnavailableError extends Error {
  * dashboard and `inlet replay` read exactly what `Queue.add` would have written.
  */
 export class DeliveryEnqueuer {
-  private readonly redis: Redis;
+  private readonly redis: RedisClient;
   /** The last call BullMQ made on {@link recorder}. */
   private recorded: { name: string; args: Array<string | Buffer> } | undefined;
   /** Handed to `Job.addJob` in place of a Redis client: it keeps the call instead of sending it. */
@@ -46,8 +58,9 @@ export class DeliveryEnqueuer {
    */
   constructor(
     private readonly queue: Queue<DeliveryJob>,
-    redis: Redis,
+    redis: RedisClient,
     private readonly config: Config,
+    private readonly options: EnqueueOptions = {},
   ) {
     // Throws one line at start when the installed BullMQ is not the one storeDelivery wraps.
     defineScripts(redis, storeDelivery11());
@@ -66,7 +79,7 @@ export class DeliveryEnqueuer {
     try {
       result = await this.redis.storeDelivery(
         ...bullmqArgs.slice(0, BULLMQ_ADD_KEYS),
-        keys.seen(this.config.INLET_PREFIX, delivery.webhookId),
+        keys.seen(this.options.seenPrefix ?? this.config.INLET_PREFIX, delivery.webhookId),
         this.queue.toKey(jobId),
         ...bullmqArgs.slice(BULLMQ_ADD_KEYS),
         this.config.INLET_DEDUP_WINDOW_SECONDS,
@@ -74,6 +87,7 @@ export class DeliveryEnqueuer {
     } catch (error) {
       throw new StoreUnavailableError(`could not store the delivery: ${(error as Error).message}`);
     }
+    if (result === 1 || result === 0) await this.options.confirm?.(this.queue.toKey(jobId));
     if (result === 1) return 'accepted';
     if (result === 0) return 'duplicate';
     throw new StoreUnavailableError(`BullMQ refused the job (code ${result})`);

@@ -1,5 +1,5 @@
 import type { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../core/redis.js';
 import { oldestWaiting1 } from '../core/scripts/oldest-waiting-1.js';
 import { defineScripts } from '../core/scripts/redis-script.js';
 import { readWorkerFigures, type WorkerFigures } from '../core/worker-figures.js';
@@ -32,25 +32,42 @@ export interface QueueFigures {
  * fail-fast connection, so a scrape costs one round trip and fails at once while Redis is away.
  */
 export class QueueFigureReader {
+  private readonly queues: Queue[];
+
+  /**
+   * @param queue - the queue, or every shard's queue (INLET_SHARDS): their jobs are summed and
+   *   the oldest waiting job is the oldest of all
+   * @param prefix - where the worker figures are (src/core/shards.ts's `globalPrefix`)
+   */
   constructor(
-    private readonly queue: Queue,
-    private readonly redis: Redis,
+    queue: Queue | Queue[],
+    private readonly redis: RedisClient,
     private readonly prefix: string,
   ) {
+    this.queues = Array.isArray(queue) ? queue : [queue];
     defineScripts(redis, oldestWaiting1);
   }
 
   /** Reads every figure; rejects when Redis cannot answer. */
   async read(now = Date.now()): Promise<QueueFigures> {
     const [counts, oldest, workers] = await Promise.all([
-      this.queue.getJobCounts(...QUEUE_STATES),
-      this.redis.inletOldestWaiting(this.queue.keys.wait ?? '', this.queue.toKey('')),
+      Promise.all(this.queues.map((queue) => queue.getJobCounts(...QUEUE_STATES))),
+      Promise.all(
+        this.queues.map((queue) =>
+          this.redis.inletOldestWaiting(queue.keys.wait ?? '', queue.toKey('')),
+        ),
+      ),
       readWorkerFigures(this.redis, this.prefix),
     ]);
     const jobs = {} as Record<QueueState, number>;
-    for (const state of QUEUE_STATES) jobs[state] = counts[state] ?? 0;
-    const addedAt = Number(oldest);
-    const oldestWaitingSeconds = oldest && addedAt > 0 ? Math.max(0, (now - addedAt) / 1000) : 0;
+    for (const state of QUEUE_STATES) {
+      jobs[state] = counts.reduce((sum, shard) => sum + (shard[state] ?? 0), 0);
+    }
+    const addedAt = Math.min(
+      ...oldest.map((value) => Number(value)).filter((value) => value > 0),
+      Number.POSITIVE_INFINITY,
+    );
+    const oldestWaitingSeconds = Number.isFinite(addedAt) ? Math.max(0, (now - addedAt) / 1000) : 0;
     return { jobs, oldestWaitingSeconds, workers };
   }
 }

@@ -2,17 +2,19 @@ import { once } from 'node:events';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type Router from '@koa/router';
-import { Queue } from 'bullmq';
+import type { Queue } from 'bullmq';
 import type Koa from 'koa';
 import { type Config, ConfigError, redactUrl, requireWebhookSecrets } from '../core/config.js';
-import { type DeliveryJob, QUEUE_NAME } from '../core/job.js';
+import type { DeliveryJob } from '../core/job.js';
 import type { Logger } from '../core/logger.js';
-import { closeRedis, createRedis } from '../core/redis.js';
+import { closeRedis, connectRedis, type RedisClient } from '../core/redis.js';
+import { openShardQueues } from '../core/shard-queues.js';
+import { allShards, globalPrefix, layoutOf, queuePrefix } from '../core/shards.js';
 import { mountAdmin } from './admin.js';
 import { createApp, WEBHOOK_PATH } from './app.js';
-import { DeliveryEnqueuer } from './enqueue-delivery.js';
 import { IngestMetrics } from './metrics.js';
 import { QueueFigureReader } from './queue-figures.js';
+import { ShardedEnqueuer } from './sharded-enqueuer.js';
 import { decodeSecret, type SigningKey } from './signature.js';
 import { StoreHealth } from './store-health.js';
 import type { DeliveryOutcome } from './webhook-route.js';
@@ -36,7 +38,10 @@ export interface IngestServer {
   server: Server;
   /** e.g. `http://127.0.0.1:3000` */
   url: string;
+  /** Shard 0's queue: with `INLET_SHARDS=1`, the one queue. */
   queue: Queue<DeliveryJob>;
+  /** Every shard's queue, shard `i` at `i`. */
+  queues: Queue<DeliveryJob>[];
   /** Stops accepting, answers what is in flight, closes Redis. Safe to call twice. */
   close(): Promise<void>;
 }
@@ -54,27 +59,28 @@ export async function startIngest(options: IngestOptions): Promise<IngestServer>
   // Two connections: each script call checks its name against every script defined on its
   // connection, and BullMQ defines dozens. Stores (auto-pipelined every tick), readiness and
   // metrics go through `redis`, which holds only inlet's script; BullMQ's Queue gets its own.
-  const redis = createRedis(config.REDIS_URL, { role: 'fail-fast', name: 'inlet:ingest' });
-  const queueRedis = createRedis(config.REDIS_URL, {
-    role: 'fail-fast',
-    name: 'inlet:ingest:queue',
-  });
+  const redis = connectRedis(config, { role: 'fail-fast', name: 'inlet:ingest' });
+  const queueRedis = connectRedis(config, { role: 'fail-fast', name: 'inlet:ingest:queue' });
   reportConnection(redis, logger);
   queueRedis.on('error', () => undefined); // reported once through `redis`, the same server
-  const queue = new Queue<DeliveryJob>(QUEUE_NAME, {
-    connection: queueRedis,
-    prefix: config.INLET_PREFIX,
-  });
-  queue.on('error', (error) => logger.debug({ err: error }, 'queue error'));
-  const enqueuer = new DeliveryEnqueuer(queue, redis, config);
+  // One queue per shard (INLET_SHARDS, src/core/shards.ts); with 1, the `deliveries` queue.
+  const queues = openShardQueues(config, queueRedis);
+  for (const queue of queues) {
+    queue.on('error', (error) => logger.debug({ err: error }, 'queue error'));
+  }
+  const queue = queues[0] as Queue<DeliveryJob>;
+  const enqueuer = new ShardedEnqueuer(queues, redis, config);
   const metrics = new IngestMetrics({ clustered: options.clustered ?? false });
-  metrics.readFrom(new QueueFigureReader(queue, redis, config.INLET_PREFIX));
+  const layout = layoutOf(config);
+  metrics.readFrom(new QueueFigureReader(queues, redis, globalPrefix(layout)));
 
   const app = createApp({
     enqueuer,
     logger,
     redis,
     prefix: config.INLET_PREFIX,
+    // Readiness writes into every shard's slot: on a cluster, each may be on another master.
+    probePrefixes: allShards(layout).map((index) => queuePrefix(layout, index)),
     storeHealth: new StoreHealth(),
     keys,
     skipVerify: config.INLET_INSECURE_SKIP_VERIFY,
@@ -86,7 +92,7 @@ export async function startIngest(options: IngestOptions): Promise<IngestServer>
     },
     extend: (koa, router) => {
       metrics.mount(router);
-      mountAdmin(koa, { queue, logger, token: config.INLET_ADMIN_TOKEN });
+      mountAdmin(koa, { queue, queues, logger, token: config.INLET_ADMIN_TOKEN });
       options.extend?.(koa, router, queue);
     },
   });
@@ -100,16 +106,25 @@ export async function startIngest(options: IngestOptions): Promise<IngestServer>
   const { port } = server.address() as AddressInfo;
   const host = config.HOST === '0.0.0.0' || config.HOST === '::' ? '127.0.0.1' : config.HOST;
   const url = `http://${host}:${port}`;
-  logger.info({ url: `${url}${WEBHOOK_PATH}`, prefix: config.INLET_PREFIX }, 'ingest listening');
+  logger.info(
+    {
+      url: `${url}${WEBHOOK_PATH}`,
+      prefix: config.INLET_PREFIX,
+      ...(config.INLET_SHARDS > 1 ? { shards: config.INLET_SHARDS } : {}),
+      ...(config.REDIS_CLUSTER ? { redisCluster: true } : {}),
+      ...(config.INLET_MIN_REPLICAS > 0 ? { minReplicas: config.INLET_MIN_REPLICAS } : {}),
+    },
+    'ingest listening',
+  );
 
   let closing: Promise<void> | undefined;
   const close = () => {
-    closing ??= shutdown(server, queue, logger, options.drainTimeoutMs ?? 10_000).finally(() =>
+    closing ??= shutdown(server, queues, logger, options.drainTimeoutMs ?? 10_000).finally(() =>
       Promise.all([closeRedis(redis), closeRedis(queueRedis)]),
     );
     return closing;
   };
-  return { server, url, queue, close };
+  return { server, url, queue, queues, close };
 }
 
 function decodeSecrets(secrets: string[]): SigningKey[] {
@@ -122,7 +137,7 @@ function decodeSecrets(secrets: string[]): SigningKey[] {
   });
 }
 
-async function shutdown(server: Server, queue: Queue, logger: Logger, drainMs: number) {
+async function shutdown(server: Server, queues: Queue[], logger: Logger, drainMs: number) {
   logger.info('ingest stopping: no new connections, answering requests in flight');
   const closed = new Promise<void>((resolve) => server.close(() => resolve()));
   // Keep-alive connections with no request in flight would hold close() open for ever.
@@ -138,7 +153,7 @@ async function shutdown(server: Server, queue: Queue, logger: Logger, drainMs: n
   // Closing the queue waits for Redis, which may be the reason we are stopping: wait 1 s at most.
   let timer: NodeJS.Timeout | undefined;
   await Promise.race([
-    queue.close().catch(() => undefined),
+    Promise.all(queues.map((queue) => queue.close().catch(() => undefined))),
     new Promise((resolve) => {
       timer = setTimeout(resolve, 1000);
     }),
@@ -148,7 +163,7 @@ async function shutdown(server: Server, queue: Queue, logger: Logger, drainMs: n
 }
 
 /** Logs Redis going away and coming back once each, not every reconnect attempt. */
-function reportConnection(redis: ReturnType<typeof createRedis>, logger: Logger): void {
+function reportConnection(redis: RedisClient, logger: Logger): void {
   let down = false;
   redis.on('error', (error) => {
     if (!down)

@@ -23,7 +23,7 @@ export type DeliveryOutcome =
   | 'internal_error';
 
 export interface WebhookRouteOptions {
-  enqueuer: DeliveryEnqueuer;
+  enqueuer: Pick<DeliveryEnqueuer, 'enqueueDelivery'>;
   logger: Logger;
   /** Decoded signing keys; empty only when verification is skipped. */
   keys: SigningKey[];

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { Redis } from 'ioredis';
+import type { RedisClient as Redis } from '../core/redis.js';
 
 /**
  * renewLease-1: extends the lease if `token` still holds it.

@@ -1,7 +1,7 @@
 import { once } from 'node:events';
 import { createServer, type Server } from 'node:http';
-import type { Redis } from 'ioredis';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { RedisClient as Redis } from '../core/redis.js';
 import { storedFiguresKey, storedFiguresText } from '../processors/output-store/stored-figures.js';
 import type { PassReport } from './reconcile-pass.js';
 import type { ReconcileObserver } from './reconciler.js';

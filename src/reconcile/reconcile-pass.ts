@@ -1,6 +1,6 @@
-import type { Redis } from 'ioredis';
 import { type DeliveryJob, keys } from '../core/job.js';
 import { isTerminal, type Prediction } from '../core/prediction.js';
+import type { RedisClient as Redis } from '../core/redis.js';
 import {
   oldestWaitingSince,
   readWalkState,
@@ -23,7 +23,13 @@ export interface DeliveryStore {
 
 export interface PassOptions {
   redis: Redis;
+  /** Where the reconciler's own keys are: `INLET_PREFIX`, or `globalPrefix` with shards. */
   prefix: string;
+  /**
+   * With shards (src/core/shards.ts): every shard's queue prefix, and where a prediction's
+   * ledger and de-duplication marks are. @defaultValue both `prefix`
+   */
+  shards?: { queuePrefixes: string[]; recordPrefixOf: (predictionId: string) => string };
   api: ReplicateClient;
   /** Left out for a dry run. */
   store?: DeliveryStore;
@@ -86,7 +92,10 @@ export async function runReconcilePass(options: PassOptions): Promise<PassReport
   const pass = new Pass(options, now);
   const report = pass.report;
   try {
-    pass.waitingSince = await oldestWaitingSince(options.redis, options.prefix);
+    pass.waitingSince = await oldestWaitingSince(
+      options.redis,
+      options.shards?.queuePrefixes ?? options.prefix,
+    );
     await pass.askOpen();
     await pass.walk(await readWalkState(options.redis, options.prefix));
   } catch (error) {
@@ -194,7 +203,7 @@ class Pass {
     const finished = predictions.filter((p) => isTerminal(p.status));
     const recorded = await recordedStatuses(
       redis,
-      prefix,
+      this.options.shards?.recordPrefixOf ?? prefix,
       finished.map((p) => p.id),
     );
     for (const prediction of predictions) {
@@ -239,7 +248,8 @@ class Pass {
     const webhookId = reconcileWebhookId(prediction.id, prediction.status);
     let outcome: Reconciled['outcome'] = 'dry-run';
     if (dryRun || !store) {
-      if ((await redis.get(keys.seen(prefix, webhookId))) === 's') outcome = 'duplicate';
+      const seenPrefix = this.options.shards?.recordPrefixOf(prediction.id) ?? prefix;
+      if ((await redis.get(keys.seen(seenPrefix, webhookId))) === 's') outcome = 'duplicate';
     } else {
       outcome = await store.enqueueDelivery({
         webhookId,

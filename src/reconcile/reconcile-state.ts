@@ -1,5 +1,5 @@
-import type { Redis } from 'ioredis';
 import { QUEUE_NAME } from '../core/job.js';
+import type { RedisClient as Redis } from '../core/redis.js';
 import { ledgerKeys } from '../workers/prediction-ledger.js';
 
 /**
@@ -59,17 +59,17 @@ export async function writeWalkState(redis: Redis, prefix: string, state: WalkSt
  */
 export async function recordedStatuses(
   redis: Redis,
-  prefix: string,
+  prefix: string | ((predictionId: string) => string),
   ids: string[],
 ): Promise<Array<string | undefined>> {
   if (ids.length === 0) return [];
-  const pipeline = redis.pipeline();
-  for (const id of ids) pipeline.hget(ledgerKeys.prediction(prefix, id), 'status');
-  const results = (await pipeline.exec()) ?? [];
-  return results.map(([error, value]) => {
-    if (error) throw error;
-    return typeof value === 'string' ? value : undefined;
-  });
+  const prefixOf = typeof prefix === 'string' ? () => prefix : prefix;
+  // Issued together, so they share a write; on a cluster each goes to its slot's master (a
+  // pipeline there must keep to one node).
+  const results = await Promise.all(
+    ids.map((id) => redis.hget(ledgerKeys.prediction(prefixOf(id), id), 'status')),
+  );
+  return results.map((value) => (typeof value === 'string' ? value : undefined));
 }
 
 /**
@@ -79,8 +79,14 @@ export async function recordedStatuses(
  */
 export async function oldestWaitingSince(
   redis: Redis,
-  prefix: string,
+  prefix: string | string[],
 ): Promise<number | undefined> {
+  if (Array.isArray(prefix)) {
+    // Every shard's queue (src/core/shards.ts): the oldest of their oldest.
+    const each = await Promise.all(prefix.map((one) => oldestWaitingSince(redis, one)));
+    const known = each.filter((at): at is number => at !== undefined);
+    return known.length > 0 ? Math.min(...known) : undefined;
+  }
   const base = `${prefix}:${QUEUE_NAME}`;
   // BullMQ pushes new jobs on the left of `wait` and workers take from the right.
   const jobId = await redis.lindex(`${base}:wait`, -1);

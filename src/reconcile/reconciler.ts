@@ -1,11 +1,19 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { Queue } from 'bullmq';
 import { type Config, ConfigError } from '../core/config.js';
-import { type DeliveryJob, QUEUE_NAME } from '../core/job.js';
+import type { DeliveryJob } from '../core/job.js';
 import type { Logger } from '../core/logger.js';
-import { closeRedis, createRedis } from '../core/redis.js';
-import { DeliveryEnqueuer } from '../ingest/enqueue-delivery.js';
+import { closeRedis, connectRedis, type RedisClient as Redis } from '../core/redis.js';
+import { closeQueues, openShardQueues } from '../core/shard-queues.js';
+import {
+  allShards,
+  globalPrefix,
+  layoutOf,
+  queuePrefix,
+  recordPrefixOf,
+  type ShardLayout,
+} from '../core/shards.js';
+import { ShardedEnqueuer } from '../ingest/sharded-enqueuer.js';
 import { Lease } from './lease.js';
 import { type PassReport, runReconcilePass } from './reconcile-pass.js';
 import { reconcileKeys } from './reconcile-state.js';
@@ -25,8 +33,9 @@ export class Reconciler {
   readonly redis: Redis;
   private readonly queueRedis: Redis;
   private readonly storeRedis: Redis;
-  private readonly queue: Queue<DeliveryJob>;
-  private readonly enqueuer: DeliveryEnqueuer;
+  private readonly queues: Queue<DeliveryJob>[];
+  private readonly enqueuer: ShardedEnqueuer;
+  private readonly layout: ShardLayout;
   readonly lease: Lease;
   private stopping = new AbortController();
 
@@ -40,10 +49,10 @@ export class Reconciler {
         'REPLICATE_API_TOKEN is not set: the reconciler reads predictions from Replicate; create a token at https://replicate.com/account/api-tokens',
       );
     }
-    this.redis = createRedis(config.REDIS_URL, { role: 'patient', name: 'inlet:reconcile' });
-    this.queueRedis = createRedis(config.REDIS_URL, { role: 'patient', name: 'inlet:reconcile:q' });
+    this.redis = connectRedis(config, { role: 'patient', name: 'inlet:reconcile' });
+    this.queueRedis = connectRedis(config, { role: 'patient', name: 'inlet:reconcile:q' });
     // As the ingest does: the store's script on a connection of its own, failing within seconds.
-    this.storeRedis = createRedis(config.REDIS_URL, {
+    this.storeRedis = connectRedis(config, {
       role: 'fail-fast',
       commandTimeoutMs: 5_000,
       name: 'inlet:reconcile:store',
@@ -52,15 +61,13 @@ export class Reconciler {
       connection.on('error', () => undefined); // reported through `redis`, the same server
     }
     this.redis.on('error', (error) => logger.debug({ err: error.message }, 'Redis error'));
-    this.queue = new Queue<DeliveryJob>(QUEUE_NAME, {
-      connection: this.queueRedis,
-      prefix: config.INLET_PREFIX,
-    });
-    this.queue.on('error', () => undefined);
-    this.enqueuer = new DeliveryEnqueuer(this.queue, this.storeRedis, config);
+    this.layout = layoutOf(config);
+    this.queues = openShardQueues(config, this.queueRedis);
+    for (const queue of this.queues) queue.on('error', () => undefined);
+    this.enqueuer = new ShardedEnqueuer(this.queues, this.storeRedis, config);
     this.lease = new Lease(
       this.redis,
-      reconcileKeys.lease(config.INLET_PREFIX),
+      reconcileKeys.lease(globalPrefix(this.layout)),
       config.INLET_RECONCILE_LEASE_MS,
     );
   }
@@ -77,7 +84,15 @@ export class Reconciler {
     });
     const report = await runReconcilePass({
       redis: this.redis,
-      prefix: config.INLET_PREFIX,
+      prefix: globalPrefix(this.layout),
+      ...(config.INLET_SHARDS > 1
+        ? {
+            shards: {
+              queuePrefixes: allShards(this.layout).map((i) => queuePrefix(this.layout, i)),
+              recordPrefixOf: (id: string) => recordPrefixOf(this.layout, id),
+            },
+          }
+        : {}),
       api,
       store: options.dryRun ? undefined : this.enqueuer,
       windowMs: config.INLET_RECONCILE_WINDOW_SECONDS * 1000,
@@ -127,7 +142,7 @@ export class Reconciler {
   async close(): Promise<void> {
     this.stopping.abort();
     await this.lease.release();
-    await this.queue.close().catch(() => undefined);
+    await closeQueues(this.queues);
     await Promise.all([this.redis, this.queueRedis, this.storeRedis].map(closeRedis));
   }
 }

@@ -1,5 +1,6 @@
-import type { ChainableCommander, Redis } from 'ioredis';
+import type { ChainableCommander } from 'ioredis';
 import type { PredictionStatus } from '../core/prediction.js';
+import type { RedisClient as Redis } from '../core/redis.js';
 import { beginDelivery3 } from '../core/scripts/begin-delivery-3.js';
 import { finishDelivery2 } from '../core/scripts/finish-delivery-2.js';
 import { markProcessorDone2 } from '../core/scripts/mark-processor-done-2.js';

@@ -1,9 +1,9 @@
 import { Worker } from 'bullmq';
-import type { Redis } from 'ioredis';
 import { type Config, ConfigError } from '../core/config.js';
 import { type DeliveryJob, QUEUE_NAME, webhookIdOf } from '../core/job.js';
 import type { Logger } from '../core/logger.js';
-import { closeRedis, createRedis } from '../core/redis.js';
+import { closeRedis, connectRedis, type RedisClient } from '../core/redis.js';
+import { allShards, globalPrefix, layoutOf, queuePrefix, recordPrefix } from '../core/shards.js';
 import { FigureTally } from '../core/worker-figures.js';
 import loggingProcessor from '../processors/logging.js';
 import { backoffStrategy } from './backoff.js';
@@ -33,7 +33,10 @@ export interface InletWorker {
    * other workers' stall check). Safe to call twice.
    */
   close(): Promise<void>;
+  /** The BullMQ worker of the first shard taken from: with `INLET_SHARDS=1`, the only one. */
   worker: Worker<DeliveryJob, DeliveryResult>;
+  /** One BullMQ worker per shard taken from (`INLET_WORKER_SHARDS`). */
+  workers: Worker<DeliveryJob, DeliveryResult>[];
 }
 
 /** How long after aborting `ctx.signal` a stopping worker stops waiting for processors. */
@@ -63,48 +66,61 @@ export async function startWorker(options: WorkerStartOptions): Promise<InletWor
   if (processors.length === 0) throw new ConfigError('INLET_PROCESSORS: no processors to run');
   const retentionSeconds = ledgerRetention(config);
 
-  const redis = createRedis(config.REDIS_URL, { role: 'patient', name: 'inlet:worker' });
+  const redis = connectRedis(config, { role: 'patient', name: 'inlet:worker' });
   // The ledger has a connection of its own: ioredis copies every script defined on a connection
   // into each MULTI it builds, and BullMQ defines dozens on the worker's; with two MULTIs per
   // delivery that copy was the worker's largest cost in the bench.
-  const ledgerRedis = createRedis(config.REDIS_URL, { role: 'patient', name: 'inlet:ledger' });
+  const ledgerRedis = connectRedis(config, { role: 'patient', name: 'inlet:ledger' });
   ledgerRedis.on('error', () => undefined); // the worker's own connection reports the outage
+  const layout = layoutOf(config);
+  const figurePrefix = globalPrefix(layout);
   const figures = new FigureTally(ledgerRedis);
-  const ledger = new CountedLedger(
-    new PredictionLedger(ledgerRedis, {
-      prefix: config.INLET_PREFIX,
-      lockTtlMs: config.INLET_LOCK_DURATION_MS,
-      retentionSeconds,
-    }),
-    figures,
-    config.INLET_PREFIX,
-  );
-  const dispatcher = new DeliveryDispatcher({
-    ledger,
-    processors,
-    logger,
-    timeoutMs: config.INLET_PROCESSOR_TIMEOUT_MS,
+  // One BullMQ worker per shard taken from, each with the ledger of its shard's slot; their
+  // concurrencies add up to WORKER_CONCURRENCY (at least 1 each).
+  const shards = config.INLET_WORKER_SHARDS ?? allShards(layout);
+  const concurrency = Math.max(1, Math.ceil(config.WORKER_CONCURRENCY / shards.length));
+  const parts = shards.map((shard) => {
+    const ledger = new CountedLedger(
+      new PredictionLedger(ledgerRedis, {
+        prefix: recordPrefix(layout, shard),
+        lockTtlMs: config.INLET_LOCK_DURATION_MS,
+        retentionSeconds,
+      }),
+      figures,
+      figurePrefix,
+    );
+    const dispatcher = new DeliveryDispatcher({
+      ledger,
+      processors,
+      logger,
+      timeoutMs: config.INLET_PROCESSOR_TIMEOUT_MS,
+    });
+    const worker = new Worker<DeliveryJob, DeliveryResult>(
+      QUEUE_NAME,
+      (job, token) => dispatcher.dispatch(job, token),
+      {
+        connection: redis,
+        prefix: queuePrefix(layout, shard),
+        concurrency,
+        lockDuration: config.INLET_LOCK_DURATION_MS,
+        stalledInterval: config.INLET_STALLED_INTERVAL_MS,
+        maxStalledCount: config.INLET_MAX_STALLED_COUNT,
+        settings: { backoffStrategy },
+      },
+    );
+    observe(worker, dispatcher, ledgerRedis, recordPrefix(layout, shard), logger);
+    return { worker, dispatcher };
   });
-  const worker = new Worker<DeliveryJob, DeliveryResult>(
-    QUEUE_NAME,
-    (job, token) => dispatcher.dispatch(job, token),
-    {
-      connection: redis,
-      prefix: config.INLET_PREFIX,
-      concurrency: config.WORKER_CONCURRENCY,
-      lockDuration: config.INLET_LOCK_DURATION_MS,
-      stalledInterval: config.INLET_STALLED_INTERVAL_MS,
-      maxStalledCount: config.INLET_MAX_STALLED_COUNT,
-      settings: { backoffStrategy },
-    },
-  );
-  observe(worker, dispatcher, redis, config.INLET_PREFIX, logger);
+  const workers = parts.map((part) => part.worker);
+  const dispatchers = new Dispatchers(parts.map((part) => part.dispatcher));
+  const worker = workers[0] as Worker<DeliveryJob, DeliveryResult>;
   worker.once('ready', () =>
     logger.info(
       {
         processors: processors.map((p) => p.name),
         concurrency: config.WORKER_CONCURRENCY,
         prefix: config.INLET_PREFIX,
+        ...(config.INLET_SHARDS > 1 || config.INLET_WORKER_SHARDS ? { shards } : {}),
       },
       'worker ready',
     ),
@@ -115,7 +131,7 @@ export async function startWorker(options: WorkerStartOptions): Promise<InletWor
       ? undefined
       : new WorkerHeartbeat(
           options.heartbeatFile,
-          () => redis.status === 'ready' && worker.isRunning(),
+          () => redis.status === 'ready' && workers.every((each) => each.isRunning()),
         );
 
   let closing: Promise<void> | undefined;
@@ -126,7 +142,7 @@ export async function startWorker(options: WorkerStartOptions): Promise<InletWor
     // that a worker exits in time even while Redis does not answer.
     const stopBy = Date.now() + config.INLET_SHUTDOWN_GRACE_MS + HARD_STOP_AFTER_GRACE_MS;
     const left = (reserveMs: number) => Math.max(0, stopBy - reserveMs - Date.now());
-    closing = shutdown(worker, dispatcher, config.INLET_SHUTDOWN_GRACE_MS, left(300), logger)
+    closing = shutdown(workers, dispatchers, config.INLET_SHUTDOWN_GRACE_MS, left(300), logger)
       .finally(() => figures.close(Math.min(2_000, left(200))))
       .finally(() => {
         const quitMs = Math.min(1_000, left(100));
@@ -134,7 +150,24 @@ export async function startWorker(options: WorkerStartOptions): Promise<InletWor
       });
     return closing;
   };
-  return { close, worker };
+  return { close, worker, workers };
+}
+
+/** The dispatchers of every shard, as one for shutdown. */
+class Dispatchers {
+  constructor(private readonly all: DeliveryDispatcher[]) {}
+
+  get size(): number {
+    return this.all.reduce((sum, dispatcher) => sum + dispatcher.size, 0);
+  }
+
+  abortAll(): void {
+    for (const dispatcher of this.all) dispatcher.abortAll();
+  }
+
+  forceHandBack(): void {
+    for (const dispatcher of this.all) dispatcher.forceHandBack();
+  }
 }
 
 async function defaultProcessors(config: Config): Promise<Processor[]> {
@@ -157,7 +190,7 @@ function ledgerRetention(config: Config): number {
 function observe(
   worker: Worker<DeliveryJob, DeliveryResult>,
   dispatcher: DeliveryDispatcher,
-  redis: Redis,
+  redis: RedisClient,
   prefix: string,
   logger: Logger,
 ): void {
@@ -187,8 +220,8 @@ function observe(
 }
 
 async function shutdown(
-  worker: Worker<DeliveryJob, DeliveryResult>,
-  dispatcher: DeliveryDispatcher,
+  workers: Worker<DeliveryJob, DeliveryResult>[],
+  dispatcher: Dispatchers,
   graceMs: number,
   hardStopMs: number,
   logger: Logger,
@@ -197,7 +230,7 @@ async function shutdown(
     { running: dispatcher.size, graceMs },
     'worker stopping: no new jobs, running ones may finish',
   );
-  const closed = worker.close();
+  const closed = Promise.all(workers.map((worker) => worker.close()));
   const abort = setTimeout(() => {
     if (dispatcher.size > 0) {
       logger.warn(
@@ -227,7 +260,7 @@ async function shutdown(
         'Redis did not let the worker close in time: stopping anyway; jobs not handed back return to the queue through the stall check',
       );
       closed.catch(() => undefined);
-      worker.disconnect().catch(() => undefined);
+      for (const worker of workers) worker.disconnect().catch(() => undefined);
       return;
     }
   } finally {

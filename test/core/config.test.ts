@@ -24,6 +24,43 @@ describe('loadConfig', () => {
     assert.equal(config.INLET_ADMIN_TOKEN, undefined);
   });
 
+  it('reads the Redis Cluster and shard settings, and refuses what would fail at every delivery', () => {
+    const defaults = loadConfig({});
+    assert.equal(defaults.REDIS_CLUSTER, false);
+    assert.equal(defaults.INLET_SHARDS, 1);
+    assert.equal(defaults.INLET_WORKER_SHARDS, undefined);
+    assert.equal(defaults.INLET_MIN_REPLICAS, 0);
+    const seeds = 'redis://:pw@10.0.0.1:7000, redis://10.0.0.2:7000';
+    const cluster = loadConfig({ REDIS_CLUSTER: '1', REDIS_URL: seeds, INLET_PREFIX: '{in}' });
+    assert.equal(cluster.REDIS_URL, seeds);
+    assert.deepEqual(
+      loadConfig({ INLET_WORKER_SHARDS: '0-2, 7,2' }).INLET_WORKER_SHARDS,
+      [0, 1, 2, 7],
+    );
+    const refused = (env: Record<string, string>, pattern: RegExp) =>
+      assert.throws(
+        () => loadConfig(env),
+        (error: Error) =>
+          error instanceof ConfigError &&
+          pattern.test(error.message) &&
+          !error.message.includes('pw'),
+      );
+    refused({ REDIS_URL: seeds }, /^REDIS_URL: names 2 hosts; set REDIS_CLUSTER=1/);
+    refused({ REDIS_CLUSTER: '1', REDIS_URL: `${seeds},http://x` }, /^REDIS_URL: expected redis:/);
+    refused(
+      { REDIS_CLUSTER: '1', REDIS_URL: seeds },
+      /^INLET_PREFIX: a Redis Cluster needs a hash tag/,
+    );
+    refused({ REDIS_CLUSTER: '1', INLET_PREFIX: '{}x' }, /^INLET_PREFIX: a Redis Cluster needs/);
+    refused(
+      { INLET_SHARDS: '4', INLET_PREFIX: '{inlet}' },
+      /^INLET_PREFIX: with INLET_SHARDS above 1/,
+    );
+    refused({ INLET_SHARDS: '0' }, /^INLET_SHARDS: expected at least 1/);
+    refused({ INLET_WORKER_SHARDS: 'all' }, /^INLET_WORKER_SHARDS: expected indexes or ranges/);
+    refused({ REDIS_CLUSTER: 'yes' }, /^REDIS_CLUSTER: expected 1 or 0/);
+  });
+
   it('splits several secrets on spaces and commas', () => {
     const config = loadConfig({ REPLICATE_WEBHOOK_SECRET: 'whsec_a, whsec_b whsec_c' });
     assert.deepEqual(config.REPLICATE_WEBHOOK_SECRET, ['whsec_a', 'whsec_b', 'whsec_c']);

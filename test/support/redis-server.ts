@@ -1,8 +1,9 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Redis } from 'ioredis';
+import { Cluster, Redis } from 'ioredis';
 import { freePort } from '../../src/core/free-port.js';
+import { RedisClusterServer } from '../../src/core/redis-cluster-server.js';
 import { RedisServer } from '../../src/core/redis-server.js';
 
 export { freePort };
@@ -68,5 +69,38 @@ export class TestRedis {
   async destroy(): Promise<void> {
     await this.server.crash();
     rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * A test's private Redis Cluster (src/core/redis-cluster-server.ts): 3 masters and 3 replicas
+ * on free ports, a node timeout of 1 s so that a failover takes a second or two. `url` is the
+ * seed list for `REDIS_URL` with `REDIS_CLUSTER=1`.
+ */
+export class TestRedisCluster {
+  private constructor(readonly server: RedisClusterServer) {}
+
+  static async start(options: { nodeTimeoutMs?: number } = {}): Promise<TestRedisCluster> {
+    const dir = mkdtempSync(join(tmpdir(), 'inlet-redis-cluster-'));
+    return new TestRedisCluster(await RedisClusterServer.start({ dir, ...options }));
+  }
+
+  get url(): string {
+    return this.server.url;
+  }
+
+  /** A cluster client for assertions; the caller closes it. */
+  client(): Cluster {
+    const client = new Cluster(
+      this.server.nodes.map((node) => ({ host: '127.0.0.1', port: node.port })),
+      { redisOptions: { maxRetriesPerRequest: 1 } },
+    );
+    client.on('error', () => undefined);
+    return client;
+  }
+
+  async destroy(): Promise<void> {
+    await this.server.destroy();
+    rmSync(this.server.dir, { recursive: true, force: true });
   }
 }

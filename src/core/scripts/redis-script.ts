@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis.js';
 
 /**
  * A Lua script inlet runs in Redis, as ioredis defines it: sent once by EVALSHA, resent by EVAL
@@ -14,7 +14,7 @@ export interface RedisScript {
 }
 
 /** Defines `scripts` as commands of `redis`; a script already defined there is left alone. */
-export function defineScripts(redis: Redis, ...scripts: RedisScript[]): void {
+export function defineScripts(redis: RedisClient, ...scripts: RedisScript[]): void {
   for (const script of scripts) {
     if (script.name in redis) continue;
     redis.defineCommand(script.name, { numberOfKeys: script.numberOfKeys, lua: script.lua });

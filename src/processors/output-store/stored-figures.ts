@@ -1,5 +1,6 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient as Redis } from '../../core/redis.js';
 import { closeRedis, createRedis } from '../../core/redis.js';
+import { globalPrefix } from '../../core/shards.js';
 
 /** Upper bounds (seconds) of the completion-to-stored histogram; `+Inf` is the count. */
 export const STORED_BUCKETS = [60, 120, 300, 600, 900, 1800, 2700, 3600] as const;
@@ -25,10 +26,20 @@ export function recordOutputsStored(seconds: number, env: NodeJS.ProcessEnv = pr
   if (!env.REDIS_URL) return;
   if (!connection) {
     // Patient: the first figure is written once connected; workers do nothing while Redis is away.
-    connection = createRedis(env.REDIS_URL, { role: 'patient', name: 'inlet:keep-outputs' });
+    connection = createRedis(env.REDIS_URL, {
+      role: 'patient',
+      name: 'inlet:keep-outputs',
+      cluster: env.REDIS_CLUSTER === '1',
+    });
     connection.on('error', () => undefined);
   }
-  const key = storedFiguresKey(env.INLET_PREFIX || 'inlet');
+  const key = storedFiguresKey(
+    globalPrefix({
+      prefix: env.INLET_PREFIX || 'inlet',
+      shards: Number(env.INLET_SHARDS) || 1,
+      cluster: env.REDIS_CLUSTER === '1',
+    }),
+  );
   const pipeline = connection.pipeline();
   for (const bound of STORED_BUCKETS) if (seconds <= bound) pipeline.hincrby(key, `le:${bound}`, 1);
   pipeline.hincrby(key, 'count', 1).hincrbyfloat(key, 'sum', seconds);
