@@ -29,6 +29,11 @@ interface TryOutcome {
   failedRuns: FailedRun[];
   /** A processor timed out and may still be running: the prediction lock must lapse, not go. */
   abandoned: boolean;
+  /**
+   * The last processor's success when the try ran cleanly to its end: not recorded yet, because
+   * completing the delivery records it in the same script call (finishDelivery-3).
+   */
+  unrecorded?: { processor: string; seconds: number };
 }
 
 export interface DispatcherOptions {
@@ -155,6 +160,12 @@ export class DeliveryDispatcher {
       this.running.delete(key);
     }
     const { ran, ms, failures, failedRuns, abandoned } = outcome;
+    const clean = !entry.wasForced && !entry.stopReason && failures.length === 0;
+    if (outcome.unrecorded && !clean) {
+      // Stopped after the last success was left to complete's call: record it on its own.
+      await this.markDone(delivery, outcome.unrecorded, lockToken, log);
+      outcome.unrecorded = undefined;
+    }
 
     if (entry.wasForced) {
       // The processor may still be running here: keep the prediction lock (it lapses on its own)
@@ -173,7 +184,9 @@ export class DeliveryDispatcher {
       const release = abandoned ? undefined : lockToken;
       return this.failTry(job, delivery, release, failures, failedRuns, log);
     }
-    await this.options.ledger.complete(delivery, lockToken, 'processed');
+    const last = outcome.unrecorded;
+    const first = await this.options.ledger.complete(delivery, lockToken, 'processed', last);
+    if (!first) ranTwice(log, last?.processor);
     // One line per delivery at info, as on the ingest; each processor's own line is at debug.
     log.info({ status: delivery.status, ran, ms }, 'delivery processed');
     return { outcome: 'processed', ran };
@@ -182,7 +195,8 @@ export class DeliveryDispatcher {
   /**
    * Runs the pending processors one after another. Each success is recorded before the next
    * starts, so a crash later in the list never makes it run again; a failure does not stop the
-   * others. Stops early when the delivery is aborted.
+   * others. Stops early when the delivery is aborted. The last success of a clean try is left
+   * in {@link TryOutcome.unrecorded} for the delivery's completion to record in the same call.
    */
   private async runProcessors(
     job: Job<DeliveryJob>,
@@ -193,7 +207,8 @@ export class DeliveryDispatcher {
     log: Logger,
   ): Promise<TryOutcome> {
     const outcome: TryOutcome = { ran: [], ms: {}, failures: [], failedRuns: [], abandoned: false };
-    for (const name of pending) {
+    for (let i = 0; i < pending.length; i++) {
+      const name = pending[i] as string;
       if (entry.controller.signal.aborted) break;
       const processor = this.byName.get(name) as Processor;
       const ctx = this.context(job, processor, log);
@@ -218,13 +233,34 @@ export class DeliveryDispatcher {
         if (result.abandoned) break;
         continue;
       }
-      const first = await this.options.ledger.markDone(delivery, name, result.seconds, lockToken);
       outcome.ran.push(name);
       outcome.ms[name] = ms;
       ctx.log.debug({ ms }, 'processor succeeded');
-      if (!first) ctx.log.error('processor ran a second time for this prediction (a lock lapsed)');
+      const success = { processor: name, seconds: result.seconds };
+      if (
+        i === pending.length - 1 &&
+        !entry.controller.signal.aborted &&
+        !outcome.failures.length
+      ) {
+        // The try's last step: complete() records it with the delivery's end, in one call.
+        outcome.unrecorded = success;
+      } else {
+        await this.markDone(delivery, success, lockToken, log);
+      }
     }
     return outcome;
+  }
+
+  /** Records one processor's success before the next one starts. */
+  private async markDone(
+    delivery: DeliveryRef,
+    success: { processor: string; seconds: number },
+    lockToken: string,
+    log: Logger,
+  ): Promise<void> {
+    const { processor, seconds } = success;
+    const first = await this.options.ledger.markDone(delivery, processor, seconds, lockToken);
+    if (!first) ranTwice(log, processor);
   }
 
   private async failTry(
@@ -329,6 +365,13 @@ function retryWindow(job: Job<DeliveryJob>, attempts: number): { retryInMs: [num
   const base = typeof backoff === 'object' ? (backoff.delay ?? 0) : (backoff ?? 0);
   const ceiling = Math.min(base * 2 ** Math.max(attempts - 1, 0), MAX_BACKOFF_MS);
   return { retryInMs: [Math.round(ceiling / 2), Math.round(ceiling)] };
+}
+
+/** The error line for a terminal processor whose success another try had recorded. */
+function ranTwice(log: Logger, processor: string | undefined): void {
+  (processor ? log.child({ processor }) : log).error(
+    'processor ran a second time for this prediction (a lock lapsed)',
+  );
 }
 
 function isUnrecoverable(error: Error): boolean {
