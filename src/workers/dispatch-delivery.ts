@@ -66,10 +66,14 @@ export class DeliveryDispatcher {
   /** The BullMQ processor function. */
   async dispatch(job: Job<DeliveryJob>, token = ''): Promise<DeliveryResult> {
     const delivery = deliveryRef(job);
-    const log = this.options.logger.child({
-      webhookId: delivery.webhookId,
-      predictionId: delivery.predictionId,
-    });
+    // The delivery's child logger is made on first use: a processed delivery logs one line,
+    // written from the process logger with the same fields (a child per delivery was a
+    // measurable share of the worker's CPU).
+    let child: Logger | undefined;
+    const log: LazyLog = () => {
+      child ??= this.options.logger.child(fields(delivery));
+      return child;
+    };
     if (this.stopping) return this.handBack(job, token, log, 'worker stopping');
 
     const wanted = this.options.processors
@@ -80,7 +84,7 @@ export class DeliveryDispatcher {
     switch (begun.kind) {
       case 'skip': {
         const conflict = delivery.terminal;
-        log[conflict ? 'warn' : 'info'](
+        log()[conflict ? 'warn' : 'info'](
           { status: delivery.status, recordedStatus: begun.recordedStatus },
           conflict
             ? 'terminal delivery disagrees with the recorded terminal state: recorded, not dispatched'
@@ -91,7 +95,7 @@ export class DeliveryDispatcher {
       }
       case 'done':
         // Every delivery ends in one worker line at info, even one no processor wants.
-        log.info(
+        log().info(
           { status: delivery.status, ran: [] },
           wanted.length === 0
             ? 'delivery processed: no processor wants this status'
@@ -101,7 +105,7 @@ export class DeliveryDispatcher {
         return { outcome: 'already_done' };
       case 'busy': {
         const delay = busyDelay(begun.waits);
-        log.debug({ waits: begun.waits, delay }, 'prediction busy on another delivery: waiting');
+        log().debug({ waits: begun.waits, delay }, 'prediction busy on another delivery: waiting');
         await job.moveToDelayed(Date.now() + delay, token);
         throw new DelayedError();
       }
@@ -143,11 +147,11 @@ export class DeliveryDispatcher {
     delivery: DeliveryRef,
     lockToken: string,
     pending: string[],
-    log: Logger,
+    log: LazyLog,
   ): Promise<DeliveryResult> {
     const entry = runningEntry();
     const hold = this.options.ledger.hold(delivery.predictionId, lockToken, () => {
-      log.error('the prediction lock lapsed while processors ran; stopping this try');
+      log().error('the prediction lock lapsed while processors ran; stopping this try');
       this.stop(entry, 'lock_lost');
     });
     const key = job.id ?? delivery.webhookId;
@@ -188,7 +192,10 @@ export class DeliveryDispatcher {
     const first = await this.options.ledger.complete(delivery, lockToken, 'processed', last);
     if (!first) ranTwice(log, last?.processor);
     // One line per delivery at info, as on the ingest; each processor's own line is at debug.
-    log.info({ status: delivery.status, ran, ms }, 'delivery processed');
+    this.options.logger.info(
+      { ...fields(delivery), status: delivery.status, ran, ms },
+      'delivery processed',
+    );
     return { outcome: 'processed', ran };
   }
 
@@ -204,7 +211,7 @@ export class DeliveryDispatcher {
     lockToken: string,
     entry: RunningDelivery,
     pending: string[],
-    log: Logger,
+    log: LazyLog,
   ): Promise<TryOutcome> {
     const outcome: TryOutcome = { ran: [], ms: {}, failures: [], failedRuns: [], abandoned: false };
     for (let i = 0; i < pending.length; i++) {
@@ -235,7 +242,7 @@ export class DeliveryDispatcher {
       }
       outcome.ran.push(name);
       outcome.ms[name] = ms;
-      ctx.log.debug({ ms }, 'processor succeeded');
+      if (this.options.logger.isLevelEnabled('debug')) ctx.log.debug({ ms }, 'processor succeeded');
       const success = { processor: name, seconds: result.seconds };
       if (
         i === pending.length - 1 &&
@@ -256,7 +263,7 @@ export class DeliveryDispatcher {
     delivery: DeliveryRef,
     success: { processor: string; seconds: number },
     lockToken: string,
-    log: Logger,
+    log: LazyLog,
   ): Promise<void> {
     const { processor, seconds } = success;
     const first = await this.options.ledger.markDone(delivery, processor, seconds, lockToken);
@@ -269,7 +276,7 @@ export class DeliveryDispatcher {
     lockToken: string | undefined,
     failures: Array<{ processor: string; error: Error }>,
     failedRuns: FailedRun[],
-    log: Logger,
+    log: LazyLog,
   ): Promise<never> {
     const unrecoverable = failures.some(({ error }) => isUnrecoverable(error));
     const attempts = job.attemptsMade + 1;
@@ -290,7 +297,7 @@ export class DeliveryDispatcher {
     ]);
     const maxAttempts = job.opts.attempts ?? 1;
     const retry = final ? undefined : retryWindow(job, attempts);
-    log[final ? 'error' : 'warn'](
+    log()[final ? 'error' : 'warn'](
       { attempt: attempts, maxAttempts, failedProcessors: processors, error: message, ...retry },
       final
         ? `delivery dead-lettered after attempt ${attempts} of ${maxAttempts}`
@@ -303,11 +310,11 @@ export class DeliveryDispatcher {
   private async handBack(
     job: Job<DeliveryJob>,
     token: string,
-    log: Logger,
+    log: LazyLog,
     why: string,
   ): Promise<never> {
     await job.moveToDelayed(Date.now(), token);
-    log.info({ why }, 'delivery handed back to the queue');
+    log().info({ why }, 'delivery handed back to the queue');
     throw new DelayedError();
   }
 
@@ -315,10 +322,10 @@ export class DeliveryDispatcher {
    * A processor run's context: `forRun` builds what the processor gets around the run's signal;
    * `log` is the same child logger. The child is made on first use: many runs never log.
    */
-  private context(job: Job<DeliveryJob>, processor: Processor, log: Logger) {
+  private context(job: Job<DeliveryJob>, processor: Processor, log: LazyLog) {
     let child: Logger | undefined;
     const runLog = () => {
-      child ??= log.child({ processor: processor.name });
+      child ??= log().child({ processor: processor.name });
       return child;
     };
     const { webhookId, query, receivedAt, source } = job.data;
@@ -340,6 +347,14 @@ export class DeliveryDispatcher {
       }),
     };
   }
+}
+
+/** The delivery's logger, made on first use. */
+type LazyLog = () => Logger;
+
+/** The fields that name a delivery on each of its log lines. */
+function fields(delivery: DeliveryRef) {
+  return { webhookId: delivery.webhookId, predictionId: delivery.predictionId };
 }
 
 /** Validates what a job carries; a job that is not a delivery can never succeed. */
@@ -368,8 +383,8 @@ function retryWindow(job: Job<DeliveryJob>, attempts: number): { retryInMs: [num
 }
 
 /** The error line for a terminal processor whose success another try had recorded. */
-function ranTwice(log: Logger, processor: string | undefined): void {
-  (processor ? log.child({ processor }) : log).error(
+function ranTwice(log: LazyLog, processor: string | undefined): void {
+  (processor ? log().child({ processor }) : log()).error(
     'processor ran a second time for this prediction (a lock lapsed)',
   );
 }
