@@ -212,6 +212,13 @@ describe('beginDelivery-3', () => {
     assert.deepEqual(await begin('processing', 'try-2', ['a']), ['busy', '2']);
   });
 
+  it('a resend that finds the lock its own renews it for the whole lifetime', async () => {
+    await client.set(K.lock, 'mine', 'PX', 1000);
+    assert.deepEqual(await begin('succeeded', 'mine', ['a']), ['run', 'succeeded', 'a']);
+    const ttl = await client.pttl(K.lock);
+    assert.ok(ttl > 1000 && ttl <= LOCK_MS, `renewed to ${ttl} ms`);
+  });
+
   it('runs once the other try’s lock lapsed', async () => {
     await client.set(K.lock, 'other', 'PX', 30);
     await waitFor('the lock to lapse', async () => (await client.exists(K.lock)) === 0);
