@@ -33,9 +33,10 @@ export class ShardedEnqueuer {
     );
   }
 
-  enqueueDelivery(delivery: DeliveryJob): Promise<EnqueueOutcome> {
+  /** {@link DeliveryEnqueuer.enqueueDelivery} on the shard of the delivery's prediction. */
+  enqueueDelivery(delivery: DeliveryJob, predictionJson?: string): Promise<EnqueueOutcome> {
     const shard = this.shards[shardOf(delivery.prediction.id, this.shards.length)];
-    return (shard as DeliveryEnqueuer).enqueueDelivery(delivery);
+    return (shard as DeliveryEnqueuer).enqueueDelivery(delivery, predictionJson);
   }
 }
 

@@ -96,11 +96,11 @@ export function webhookRoute(options: WebhookRouteOptions) {
     const line: Record<string, unknown> = {};
     let outcome: DeliveryOutcome;
     try {
-      const delivery = await readDelivery(ctx, options);
+      const [delivery, predictionJson] = await readDelivery(ctx, options);
       line.webhookId = delivery.webhookId;
       line.predictionId = delivery.prediction.id;
       line.predictionStatus = delivery.prediction.status;
-      outcome = await store(delivery, options);
+      outcome = await store(delivery, predictionJson, options);
       ctx.status = outcome === 'accepted' ? 202 : 200;
       ctx.body = { status: outcome, id: delivery.webhookId };
     } catch (error) {
@@ -135,7 +135,11 @@ export function webhookRoute(options: WebhookRouteOptions) {
   };
 }
 
-async function readDelivery(ctx: Context, options: WebhookRouteOptions): Promise<DeliveryJob> {
+/** The delivery, and its prediction's JSON text as sent (stored as it is, see enqueue-delivery). */
+async function readDelivery(
+  ctx: Context,
+  options: WebhookRouteOptions,
+): Promise<[DeliveryJob, string]> {
   const receivedAt = Date.now();
   const declared = Number(ctx.get('content-length') || 0);
   if (declared > options.maxBodyBytes) throw tooLarge(options.maxBodyBytes);
@@ -169,13 +173,15 @@ async function readDelivery(ctx: Context, options: WebhookRouteOptions): Promise
   if (!WEBHOOK_ID_PATTERN.test(webhookId)) {
     throw malformed('invalid_webhook_id', 'webhook-id must be 1-200 letters, digits or _.~+=/-');
   }
-  return {
+  const text = raw.toString('utf8');
+  const delivery: DeliveryJob = {
     webhookId,
     timestamp,
     receivedAt,
     query: ctx.query as DeliveryJob['query'],
-    prediction: parsePrediction(raw),
+    prediction: parsePrediction(raw, text),
   };
+  return [delivery, text];
 }
 
 async function readBody(ctx: Context, limit: number): Promise<Buffer> {
@@ -192,7 +198,7 @@ async function readBody(ctx: Context, limit: number): Promise<Buffer> {
  * Stores the delivery, answering within `storeTimeoutMs` of the call whatever the connection is
  * doing, and tells {@link StoreHealth} how it went.
  */
-async function store(delivery: DeliveryJob, options: WebhookRouteOptions) {
+async function store(delivery: DeliveryJob, predictionJson: string, options: WebhookRouteOptions) {
   const timeoutMs = options.storeTimeoutMs ?? 1000;
   let timer: NodeJS.Timeout | undefined;
   const deadline = new Promise<never>((_, reject) => {
@@ -202,7 +208,10 @@ async function store(delivery: DeliveryJob, options: WebhookRouteOptions) {
     );
   });
   try {
-    const outcome = await Promise.race([options.enqueuer.enqueueDelivery(delivery), deadline]);
+    const outcome = await Promise.race([
+      options.enqueuer.enqueueDelivery(delivery, predictionJson),
+      deadline,
+    ]);
     options.storeHealth?.succeeded();
     return outcome;
   } catch (error) {
@@ -213,7 +222,7 @@ async function store(delivery: DeliveryJob, options: WebhookRouteOptions) {
   }
 }
 
-function parsePrediction(raw: Buffer): Prediction {
+function parsePrediction(raw: Buffer, text: string): Prediction {
   if (nestsDeeperThan(raw, MAX_JSON_DEPTH)) {
     throw malformed(
       'too_deeply_nested',
@@ -222,7 +231,7 @@ function parsePrediction(raw: Buffer): Prediction {
   }
   let body: unknown;
   try {
-    body = JSON.parse(raw.toString('utf8'));
+    body = JSON.parse(text);
   } catch {
     throw malformed('invalid_json', 'the body is not valid JSON');
   }

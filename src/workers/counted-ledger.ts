@@ -26,7 +26,16 @@ export interface Ledger {
     token: string,
   ): Promise<boolean>;
   hold(predictionId: string, token: string, onLost: () => void): LockHold;
-  complete(delivery: DeliveryRef, token: string | undefined, event: WorkerEvent): Promise<void>;
+  /**
+   * Ends the delivery; with `done`, records that processor's success first, in the same step.
+   * Resolves `false` only when another try had recorded that terminal processor's success.
+   */
+  complete(
+    delivery: DeliveryRef,
+    token: string | undefined,
+    event: WorkerEvent,
+    done?: { processor: string; seconds: number },
+  ): Promise<boolean>;
   fail(
     delivery: DeliveryRef,
     token: string | undefined,
@@ -68,9 +77,16 @@ export class CountedLedger implements Ledger {
     return this.ledger.hold(predictionId, token, onLost);
   }
 
-  async complete(delivery: DeliveryRef, token: string | undefined, event: WorkerEvent) {
-    await this.ledger.complete(delivery, token);
+  async complete(
+    delivery: DeliveryRef,
+    token: string | undefined,
+    event: WorkerEvent,
+    done?: { processor: string; seconds: number },
+  ): Promise<boolean> {
+    const first = await this.ledger.complete(delivery, token, done?.processor);
+    if (done) recordProcessorRun(this.figures, this.prefix, done.processor, true, done.seconds);
     recordWorkerEvent(this.figures, this.prefix, event);
+    return first;
   }
 
   async fail(

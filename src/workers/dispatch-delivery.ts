@@ -29,6 +29,11 @@ interface TryOutcome {
   failedRuns: FailedRun[];
   /** A processor timed out and may still be running: the prediction lock must lapse, not go. */
   abandoned: boolean;
+  /**
+   * The last processor's success when the try ran cleanly to its end: not recorded yet, because
+   * completing the delivery records it in the same script call (finishDelivery-3).
+   */
+  unrecorded?: { processor: string; seconds: number };
 }
 
 export interface DispatcherOptions {
@@ -61,10 +66,14 @@ export class DeliveryDispatcher {
   /** The BullMQ processor function. */
   async dispatch(job: Job<DeliveryJob>, token = ''): Promise<DeliveryResult> {
     const delivery = deliveryRef(job);
-    const log = this.options.logger.child({
-      webhookId: delivery.webhookId,
-      predictionId: delivery.predictionId,
-    });
+    // The delivery's child logger is made on first use: a processed delivery logs one line,
+    // written from the process logger with the same fields (a child per delivery was a
+    // measurable share of the worker's CPU).
+    let child: Logger | undefined;
+    const log: LazyLog = () => {
+      child ??= this.options.logger.child(fields(delivery));
+      return child;
+    };
     if (this.stopping) return this.handBack(job, token, log, 'worker stopping');
 
     const wanted = this.options.processors
@@ -75,7 +84,7 @@ export class DeliveryDispatcher {
     switch (begun.kind) {
       case 'skip': {
         const conflict = delivery.terminal;
-        log[conflict ? 'warn' : 'info'](
+        log()[conflict ? 'warn' : 'info'](
           { status: delivery.status, recordedStatus: begun.recordedStatus },
           conflict
             ? 'terminal delivery disagrees with the recorded terminal state: recorded, not dispatched'
@@ -86,7 +95,7 @@ export class DeliveryDispatcher {
       }
       case 'done':
         // Every delivery ends in one worker line at info, even one no processor wants.
-        log.info(
+        log().info(
           { status: delivery.status, ran: [] },
           wanted.length === 0
             ? 'delivery processed: no processor wants this status'
@@ -96,7 +105,7 @@ export class DeliveryDispatcher {
         return { outcome: 'already_done' };
       case 'busy': {
         const delay = busyDelay(begun.waits);
-        log.debug({ waits: begun.waits, delay }, 'prediction busy on another delivery: waiting');
+        log().debug({ waits: begun.waits, delay }, 'prediction busy on another delivery: waiting');
         await job.moveToDelayed(Date.now() + delay, token);
         throw new DelayedError();
       }
@@ -138,11 +147,11 @@ export class DeliveryDispatcher {
     delivery: DeliveryRef,
     lockToken: string,
     pending: string[],
-    log: Logger,
+    log: LazyLog,
   ): Promise<DeliveryResult> {
     const entry = runningEntry();
     const hold = this.options.ledger.hold(delivery.predictionId, lockToken, () => {
-      log.error('the prediction lock lapsed while processors ran; stopping this try');
+      log().error('the prediction lock lapsed while processors ran; stopping this try');
       this.stop(entry, 'lock_lost');
     });
     const key = job.id ?? delivery.webhookId;
@@ -155,6 +164,12 @@ export class DeliveryDispatcher {
       this.running.delete(key);
     }
     const { ran, ms, failures, failedRuns, abandoned } = outcome;
+    const clean = !entry.wasForced && !entry.stopReason && failures.length === 0;
+    if (outcome.unrecorded && !clean) {
+      // Stopped after the last success was left to complete's call: record it on its own.
+      await this.markDone(delivery, outcome.unrecorded, lockToken, log);
+      outcome.unrecorded = undefined;
+    }
 
     if (entry.wasForced) {
       // The processor may still be running here: keep the prediction lock (it lapses on its own)
@@ -173,16 +188,22 @@ export class DeliveryDispatcher {
       const release = abandoned ? undefined : lockToken;
       return this.failTry(job, delivery, release, failures, failedRuns, log);
     }
-    await this.options.ledger.complete(delivery, lockToken, 'processed');
+    const last = outcome.unrecorded;
+    const first = await this.options.ledger.complete(delivery, lockToken, 'processed', last);
+    if (!first) ranTwice(log, last?.processor);
     // One line per delivery at info, as on the ingest; each processor's own line is at debug.
-    log.info({ status: delivery.status, ran, ms }, 'delivery processed');
+    this.options.logger.info(
+      { ...fields(delivery), status: delivery.status, ran, ms },
+      'delivery processed',
+    );
     return { outcome: 'processed', ran };
   }
 
   /**
    * Runs the pending processors one after another. Each success is recorded before the next
    * starts, so a crash later in the list never makes it run again; a failure does not stop the
-   * others. Stops early when the delivery is aborted.
+   * others. Stops early when the delivery is aborted. The last success of a clean try is left
+   * in {@link TryOutcome.unrecorded} for the delivery's completion to record in the same call.
    */
   private async runProcessors(
     job: Job<DeliveryJob>,
@@ -190,10 +211,11 @@ export class DeliveryDispatcher {
     lockToken: string,
     entry: RunningDelivery,
     pending: string[],
-    log: Logger,
+    log: LazyLog,
   ): Promise<TryOutcome> {
     const outcome: TryOutcome = { ran: [], ms: {}, failures: [], failedRuns: [], abandoned: false };
-    for (const name of pending) {
+    for (let i = 0; i < pending.length; i++) {
+      const name = pending[i] as string;
       if (entry.controller.signal.aborted) break;
       const processor = this.byName.get(name) as Processor;
       const ctx = this.context(job, processor, log);
@@ -218,13 +240,34 @@ export class DeliveryDispatcher {
         if (result.abandoned) break;
         continue;
       }
-      const first = await this.options.ledger.markDone(delivery, name, result.seconds, lockToken);
       outcome.ran.push(name);
       outcome.ms[name] = ms;
-      ctx.log.debug({ ms }, 'processor succeeded');
-      if (!first) ctx.log.error('processor ran a second time for this prediction (a lock lapsed)');
+      if (this.options.logger.isLevelEnabled('debug')) ctx.log.debug({ ms }, 'processor succeeded');
+      const success = { processor: name, seconds: result.seconds };
+      if (
+        i === pending.length - 1 &&
+        !entry.controller.signal.aborted &&
+        !outcome.failures.length
+      ) {
+        // The try's last step: complete() records it with the delivery's end, in one call.
+        outcome.unrecorded = success;
+      } else {
+        await this.markDone(delivery, success, lockToken, log);
+      }
     }
     return outcome;
+  }
+
+  /** Records one processor's success before the next one starts. */
+  private async markDone(
+    delivery: DeliveryRef,
+    success: { processor: string; seconds: number },
+    lockToken: string,
+    log: LazyLog,
+  ): Promise<void> {
+    const { processor, seconds } = success;
+    const first = await this.options.ledger.markDone(delivery, processor, seconds, lockToken);
+    if (!first) ranTwice(log, processor);
   }
 
   private async failTry(
@@ -233,7 +276,7 @@ export class DeliveryDispatcher {
     lockToken: string | undefined,
     failures: Array<{ processor: string; error: Error }>,
     failedRuns: FailedRun[],
-    log: Logger,
+    log: LazyLog,
   ): Promise<never> {
     const unrecoverable = failures.some(({ error }) => isUnrecoverable(error));
     const attempts = job.attemptsMade + 1;
@@ -254,7 +297,7 @@ export class DeliveryDispatcher {
     ]);
     const maxAttempts = job.opts.attempts ?? 1;
     const retry = final ? undefined : retryWindow(job, attempts);
-    log[final ? 'error' : 'warn'](
+    log()[final ? 'error' : 'warn'](
       { attempt: attempts, maxAttempts, failedProcessors: processors, error: message, ...retry },
       final
         ? `delivery dead-lettered after attempt ${attempts} of ${maxAttempts}`
@@ -267,11 +310,11 @@ export class DeliveryDispatcher {
   private async handBack(
     job: Job<DeliveryJob>,
     token: string,
-    log: Logger,
+    log: LazyLog,
     why: string,
   ): Promise<never> {
     await job.moveToDelayed(Date.now(), token);
-    log.info({ why }, 'delivery handed back to the queue');
+    log().info({ why }, 'delivery handed back to the queue');
     throw new DelayedError();
   }
 
@@ -279,10 +322,10 @@ export class DeliveryDispatcher {
    * A processor run's context: `forRun` builds what the processor gets around the run's signal;
    * `log` is the same child logger. The child is made on first use: many runs never log.
    */
-  private context(job: Job<DeliveryJob>, processor: Processor, log: Logger) {
+  private context(job: Job<DeliveryJob>, processor: Processor, log: LazyLog) {
     let child: Logger | undefined;
     const runLog = () => {
-      child ??= log.child({ processor: processor.name });
+      child ??= log().child({ processor: processor.name });
       return child;
     };
     const { webhookId, query, receivedAt, source } = job.data;
@@ -304,6 +347,14 @@ export class DeliveryDispatcher {
       }),
     };
   }
+}
+
+/** The delivery's logger, made on first use. */
+type LazyLog = () => Logger;
+
+/** The fields that name a delivery on each of its log lines. */
+function fields(delivery: DeliveryRef) {
+  return { webhookId: delivery.webhookId, predictionId: delivery.predictionId };
 }
 
 /** Validates what a job carries; a job that is not a delivery can never succeed. */
@@ -329,6 +380,13 @@ function retryWindow(job: Job<DeliveryJob>, attempts: number): { retryInMs: [num
   const base = typeof backoff === 'object' ? (backoff.delay ?? 0) : (backoff ?? 0);
   const ceiling = Math.min(base * 2 ** Math.max(attempts - 1, 0), MAX_BACKOFF_MS);
   return { retryInMs: [Math.round(ceiling / 2), Math.round(ceiling)] };
+}
+
+/** The error line for a terminal processor whose success another try had recorded. */
+function ranTwice(log: LazyLog, processor: string | undefined): void {
+  (processor ? log().child({ processor }) : log()).error(
+    'processor ran a second time for this prediction (a lock lapsed)',
+  );
 }
 
 function isUnrecoverable(error: Error): boolean {

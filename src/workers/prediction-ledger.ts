@@ -2,7 +2,7 @@ import type { ChainableCommander } from 'ioredis';
 import type { PredictionStatus } from '../core/prediction.js';
 import type { RedisClient as Redis } from '../core/redis.js';
 import { beginDelivery3 } from '../core/scripts/begin-delivery-3.js';
-import { finishDelivery2 } from '../core/scripts/finish-delivery-2.js';
+import { finishDelivery3 } from '../core/scripts/finish-delivery-3.js';
 import { markProcessorDone2 } from '../core/scripts/mark-processor-done-2.js';
 import { defineScripts } from '../core/scripts/redis-script.js';
 import { releasePredictionLock1 } from '../core/scripts/release-prediction-lock-1.js';
@@ -73,7 +73,7 @@ export interface LockHold {
  * | skip          | completes, counted `skipped_after_terminal` | never taken                |
  * | done          | completes (`already_done`)                  | never taken                |
  * | busy          | waits in the delayed set, no attempt used   | never taken                |
- * | run → all ok  | {@link complete}                            | released                   |
+ * | run → all ok  | {@link complete}, which records the last success | released              |
  * | run → failed  | {@link fail}                                | released, unless a timed-out run may still be going: then it lapses |
  * | run → stopping| {@link release} and hand back               | released; kept to lapse if the processor ignored the abort |
  * | run → lost    | fails the try                               | not ours: every release checks the token |
@@ -88,7 +88,7 @@ export class PredictionLedger {
       redis,
       beginDelivery3,
       markProcessorDone2,
-      finishDelivery2,
+      finishDelivery3,
       renewPredictionLock1,
       releasePredictionLock1,
     );
@@ -170,16 +170,28 @@ export class PredictionLedger {
   }
 
   /**
-   * Ends a delivery that has nothing left to do: releases the lock when `token` holds it and
-   * forgets the delivery's progress.
+   * Ends a delivery that has nothing left to do: records `processor`'s success when given (the
+   * try's last processor, see finishDelivery-3), releases the lock when `token` holds it and
+   * forgets the delivery's progress. Resolves `false` only when another try had recorded that
+   * terminal processor's success for the prediction, as {@link markDone} does.
    */
-  async complete(delivery: DeliveryRef, token: string | undefined): Promise<void> {
-    const { prefix } = this.options;
-    await this.redis.finishDelivery(
+  async complete(
+    delivery: DeliveryRef,
+    token: string | undefined,
+    processor?: string,
+  ): Promise<boolean> {
+    const { prefix, retentionSeconds } = this.options;
+    const first = await this.redis.finishDelivery(
+      ledgerKeys.prediction(prefix, delivery.predictionId),
       ledgerKeys.lock(prefix, delivery.predictionId),
       ledgerKeys.delivery(prefix, delivery.webhookId),
       token ?? '',
+      processor ?? '',
+      delivery.terminal ? '1' : '0',
+      delivery.webhookId,
+      retentionSeconds,
     );
+    return first === 1;
   }
 
   /**

@@ -40,8 +40,18 @@ class LedgerDouble implements Ledger {
     this.calls.push({ step: 'hold' });
     return { stop: () => this.calls.push({ step: 'unhold' }) };
   }
-  async complete(_d: DeliveryRef, token: string | undefined, event: string) {
-    this.calls.push({ step: 'complete', token, detail: event });
+  async complete(
+    _d: DeliveryRef,
+    token: string | undefined,
+    event: string,
+    done?: { processor: string },
+  ) {
+    this.calls.push({
+      step: 'complete',
+      token,
+      detail: done ? `${event} ${done.processor}` : event,
+    });
+    return done ? this.firstRun : true;
   }
   async fail(_d: DeliveryRef, token: string | undefined, failure: { final: boolean }) {
     this.calls.push({ step: 'fail', token, detail: failure.final });
@@ -137,19 +147,14 @@ describe('DeliveryDispatcher', () => {
     assert.ok((delays[0] ?? 0) <= (delays[1] ?? 0) + 50, `delays ${delays}`);
   });
 
-  it('run: each success recorded under the try’s lock token, then completed with it', async () => {
+  it('run: each success recorded under the try’s lock token, the last with the completion', async () => {
     const ledger = new LedgerDouble({ kind: 'run', pending: ['a', 'b'] });
     const { dispatcher: d, logs } = dispatcher(ledger, [ok('a'), ok('b')]);
     const result = await d.dispatch(jobFor('succeeded').job, 'tok');
     assert.deepEqual(result, { outcome: 'processed', ran: ['a', 'b'] });
-    assert.deepEqual(ledger.steps(), [
-      'begin',
-      'hold',
-      'markDone',
-      'markDone',
-      'unhold',
-      'complete',
-    ]);
+    assert.deepEqual(ledger.steps(), ['begin', 'hold', 'markDone', 'unhold', 'complete']);
+    assert.equal(ledger.calls[2]?.detail, 'a');
+    assert.equal(ledger.calls.at(-1)?.detail, 'processed b');
     for (const call of ledger.calls.filter((c) => c.step !== 'hold' && c.step !== 'unhold'))
       assert.equal(call.token, ledger.beginToken, `${call.step} uses the try's token`);
     assert.ok(ledger.beginToken.startsWith('tok:'));
@@ -231,6 +236,28 @@ describe('DeliveryDispatcher', () => {
     after.abortAll();
     await assert.rejects(after.dispatch(jobFor('succeeded').job, 'tok'), DelayedError);
     assert.deepEqual(later.steps(), []);
+  });
+
+  it('stopping: a last success that ignored the abort is recorded before the lock goes', async () => {
+    const ledger = new LedgerDouble({ kind: 'run', pending: ['a'] });
+    let started: () => void = () => undefined;
+    const running = new Promise<void>((resolve) => {
+      started = resolve;
+    });
+    const finishes: Processor = {
+      name: 'a',
+      handle: (_p, ctx) =>
+        new Promise<void>((resolve) => {
+          started();
+          ctx.signal.addEventListener('abort', () => resolve());
+        }),
+    };
+    const { dispatcher: d } = dispatcher(ledger, [finishes]);
+    const dispatched = d.dispatch(jobFor('succeeded').job, 'tok');
+    await running;
+    d.abortAll();
+    await assert.rejects(dispatched, DelayedError);
+    assert.deepEqual(ledger.steps(), ['begin', 'hold', 'markDone', 'unhold', 'release']);
   });
 
   it('a job that is not a delivery fails for good', async () => {

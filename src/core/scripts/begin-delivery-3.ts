@@ -21,6 +21,8 @@ import type { RedisScript } from './redis-script.js';
  * The first terminal delivery to get here records the prediction's terminal status, whether or
  * not it can run yet, so that later non-terminal deliveries are skipped from that moment on.
  *
+ * The lock is taken with one `SET NX` when it is free, the common case; only a held lock is read.
+ *
  * Safe to resend (ioredis re-sends a call whose reply was lost when it reconnects): the try's
  * token is kept in the delivery's `try` field, and a call that finds its own token counts no
  * second skip or wait; a resend of a `run` finds the lock already its own and answers `run`.
@@ -31,9 +33,8 @@ export const beginDelivery3 = {
   lua: `
 local terminal = ARGV[5] == '1'
 local recorded = redis.call('HGET', KEYS[1], 'status')
-local resent = redis.call('HGET', KEYS[3], 'try') == ARGV[1]
 if recorded and (not terminal or recorded ~= ARGV[4]) then
-  if not resent then
+  if redis.call('HGET', KEYS[3], 'try') ~= ARGV[1] then
     redis.call('HINCRBY', KEYS[1], 'skipped', 1)
     redis.call('HSET', KEYS[3], 'try', ARGV[1])
     redis.call('EXPIRE', KEYS[3], ARGV[3])
@@ -56,14 +57,16 @@ for i = 9, #ARGV do
   end
 end
 if #pending == 0 then return {'done', recorded or ''} end
+local resent = redis.call('HGET', KEYS[3], 'try') == ARGV[1]
 redis.call('HSET', KEYS[3], 'predictionId', ARGV[7], 'status', ARGV[4], 'try', ARGV[1])
 redis.call('EXPIRE', KEYS[3], ARGV[3])
-local holder = redis.call('GET', KEYS[2])
-if holder and holder ~= ARGV[1] then
-  if resent then return {'busy', redis.call('HGET', KEYS[3], 'waits') or '0'} end
-  return {'busy', tostring(redis.call('HINCRBY', KEYS[3], 'waits', 1))}
+if not redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  if redis.call('GET', KEYS[2]) ~= ARGV[1] then
+    if resent then return {'busy', redis.call('HGET', KEYS[3], 'waits') or '0'} end
+    return {'busy', tostring(redis.call('HINCRBY', KEYS[3], 'waits', 1))}
+  end
+  redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
 end
-redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
 return {'run', recorded or '', unpack(pending)}`,
 } as const satisfies RedisScript;
 

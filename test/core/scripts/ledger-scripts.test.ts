@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import type { Redis } from 'ioredis';
 import { beginDelivery3 } from '../../../src/core/scripts/begin-delivery-3.js';
-import { finishDelivery2 } from '../../../src/core/scripts/finish-delivery-2.js';
+import { finishDelivery3 } from '../../../src/core/scripts/finish-delivery-3.js';
 import { markProcessorDone2 } from '../../../src/core/scripts/mark-processor-done-2.js';
 import { defineScripts } from '../../../src/core/scripts/redis-script.js';
 import { releasePredictionLock1 } from '../../../src/core/scripts/release-prediction-lock-1.js';
@@ -41,7 +41,7 @@ before(async () => {
     client,
     beginDelivery3,
     markProcessorDone2,
-    finishDelivery2,
+    finishDelivery3,
     renewPredictionLock1,
     releasePredictionLock1,
   );
@@ -212,6 +212,13 @@ describe('beginDelivery-3', () => {
     assert.deepEqual(await begin('processing', 'try-2', ['a']), ['busy', '2']);
   });
 
+  it('a resend that finds the lock its own renews it for the whole lifetime', async () => {
+    await client.set(K.lock, 'mine', 'PX', 1000);
+    assert.deepEqual(await begin('succeeded', 'mine', ['a']), ['run', 'succeeded', 'a']);
+    const ttl = await client.pttl(K.lock);
+    assert.ok(ttl > 1000 && ttl <= LOCK_MS, `renewed to ${ttl} ms`);
+  });
+
   it('runs once the other try’s lock lapsed', async () => {
     await client.set(K.lock, 'other', 'PX', 30);
     await waitFor('the lock to lapse', async () => (await client.exists(K.lock)) === 0);
@@ -323,37 +330,128 @@ describe('releasePredictionLock-1', () => {
   }
 });
 
-describe('finishDelivery-2', () => {
-  const cases: Array<{ name: string; lockedBy?: string; token: string; lock: string | null }> = [
+describe('finishDelivery-3', () => {
+  const finish = (token: string, processor = '', terminal: '0' | '1' = '1') =>
+    client.finishDelivery(
+      K.prediction,
+      K.lock,
+      K.delivery,
+      token,
+      processor,
+      terminal,
+      WEBHOOK,
+      RETENTION,
+    );
+
+  const cases: Array<{
+    name: string;
+    state: State;
+    token: string;
+    processor?: string;
+    terminal?: '0' | '1';
+    answer: number;
+    lock: string | null;
+    record: string | null;
+  }> = [
     {
       name: 'holding the lock: releases it and forgets the delivery',
-      lockedBy: 'mine',
+      state: { lockedBy: 'mine' },
       token: 'mine',
+      answer: 1,
       lock: null,
+      record: null,
     },
     {
       name: 'holding no lock: leaves another try’s lock',
-      lockedBy: 'other',
+      state: { lockedBy: 'other' },
       token: '',
+      answer: 1,
       lock: 'other',
+      record: null,
     },
     {
       name: 'lost the lock: leaves the new holder’s',
-      lockedBy: 'other',
+      state: { lockedBy: 'other' },
       token: 'mine',
+      answer: 1,
       lock: 'other',
+      record: null,
+    },
+    {
+      name: 'terminal, with the last processor: its success recorded with the try, then released',
+      state: { lockedBy: 'mine' },
+      token: 'mine',
+      processor: 'a',
+      answer: 1,
+      lock: null,
+      record: `${WEBHOOK} mine`,
+    },
+    {
+      name: 'terminal, another try recorded the processor: it ran twice; still released',
+      state: { lockedBy: 'mine', predictionDone: ['a'] },
+      token: 'mine',
+      processor: 'a',
+      answer: 0,
+      lock: null,
+      record: 'msg_0 earlier-try',
+    },
+    {
+      name: 'non-terminal, with the last processor: nothing kept per prediction',
+      state: { lockedBy: 'mine' },
+      token: 'mine',
+      processor: 'a',
+      terminal: '0',
+      answer: 1,
+      lock: null,
+      record: null,
     },
   ];
   for (const c of cases) {
     it(c.name, async () => {
-      if (c.lockedBy) await client.set(K.lock, c.lockedBy, 'PX', LOCK_MS);
-      await client.hset(K.delivery, 'predictionId', PREDICTION, 'done:a', '1');
-      assert.equal(await client.finishDelivery(K.lock, K.delivery, c.token), 1);
-      assert.equal(await client.finishDelivery(K.lock, K.delivery, c.token), 0, 'resent');
+      await craft(c.state);
+      await client.hset(K.delivery, 'predictionId', PREDICTION, 'done:b', '1', 'try', 'mine');
+      assert.equal(await finish(c.token, c.processor, c.terminal), c.answer);
+      const state = await snapshot();
+      assert.equal(await finish(c.token, c.processor, c.terminal), c.answer, 'resent');
+      assert.deepEqual(await snapshot(), state, 'a resend changes nothing');
       assert.equal(await client.get(K.lock), c.lock);
       assert.equal(await client.exists(K.delivery), 0);
+      assert.equal(await client.hget(K.prediction, 'done:a'), c.record);
+      if (c.record === `${WEBHOOK} mine`) {
+        const ttl = await client.ttl(K.prediction);
+        assert.ok(ttl > RETENTION - 5 && ttl <= RETENTION, `ttl ${ttl}`);
+      }
     });
   }
+
+  it('records what markProcessorDone-2 would: a later mark of the same try is still the first', async () => {
+    await client.set(K.lock, 'mine', 'PX', LOCK_MS);
+    assert.equal(await finish('mine', 'a'), 1);
+    assert.equal(
+      await client.markProcessorDone(
+        K.prediction,
+        K.delivery,
+        'a',
+        '1',
+        WEBHOOK,
+        RETENTION,
+        'mine',
+      ),
+      1,
+    );
+    assert.equal(
+      await client.markProcessorDone(
+        K.prediction,
+        K.delivery,
+        'a',
+        '1',
+        WEBHOOK,
+        RETENTION,
+        'other',
+      ),
+      0,
+    );
+  });
 });
 
 /** Every key with its type, value and whether it expires: what a resend must leave unchanged. */

@@ -183,4 +183,22 @@ describe('oldestWaiting-1', () => {
     assert.equal(first.id, 'j1');
     assert.equal(await client.inletOldestWaiting(wait, jobPrefix), '1000');
   });
+
+  it('stored with the prediction’s JSON text as sent: every field the same but data, which parses the same', async () => {
+    const ours = setup('raw-ours');
+    const theirs = setup('raw-theirs');
+    const id = 'msg_raw_text';
+    const data = delivery(id);
+    // Whitespace and escapes as a sender may write them; the same prediction once parsed.
+    const text = ` {\n "id" : "${data.prediction.id}",\n "status":"succ\\u0065eded", "x": [1.50, 2e2] } `;
+    data.prediction = JSON.parse(text);
+    assert.equal(await ours.enqueuer.enqueueDelivery(data, text), 'accepted');
+    await theirs.queue.add(DELIVERY_JOB_NAME, data, deliveryJobOptions(theirs.config, id));
+    const job = (prefix: string) => client.hgetall(`${prefix}:${QUEUE_NAME}:${id}`);
+    const [a, b] = await Promise.all([job('raw-ours'), job('raw-theirs')]);
+    assert.deepEqual({ ...a, timestamp: '', data: '' }, { ...b, timestamp: '', data: '' });
+    assert.deepEqual(JSON.parse(a.data ?? ''), JSON.parse(b.data ?? ''));
+    assert.deepEqual(JSON.parse(a.data ?? ''), data);
+    assert.deepEqual((await ours.queue.getJob(id))?.data, (await theirs.queue.getJob(id))?.data);
+  });
 });

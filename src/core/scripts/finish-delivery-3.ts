@@ -1,0 +1,54 @@
+import type { Result } from 'ioredis';
+import type { RedisScript } from './redis-script.js';
+
+/**
+ * finishDelivery-3: ends a delivery that has nothing left to do, recording its last processor's
+ * success in the same step.
+ *   KEYS[1] `<prefix>:prediction:<id>`   KEYS[2] `<prefix>:prediction:<id>:lock`
+ *   KEYS[3] `<prefix>:delivery:<webhook-id>`
+ *   ARGV[1] the try's token, or empty when the try holds no lock
+ *   ARGV[2] the processor whose success to record first, or empty for none
+ *   ARGV[3] `1` for a terminal delivery   ARGV[4] webhook id   ARGV[5] ledger retention, s
+ * With a processor, records its success as markProcessorDone-2 does: for a terminal delivery
+ * once per prediction, as `done:<processor>` → `<webhook id> <try token>`; for a non-terminal
+ * one nothing is kept, because the delivery's progress is deleted next. Then gives the lock back
+ * if it is still ours and forgets the delivery's progress.
+ * Returns 1, or 0 when another try had recorded the terminal processor's success (it ran twice
+ * for one prediction, which only a lapsed lock can cause).
+ *
+ * The last (in the common case the only) processor of a try is recorded here rather than by
+ * markProcessorDone-2 followed by this script: one script call and round trip fewer per delivery.
+ * Safe to resend: a resend finds its own token in the record and answers 1 again, finds the lock
+ * gone or another's, and deletes nothing more.
+ */
+export const finishDelivery3 = {
+  name: 'finishDelivery',
+  numberOfKeys: 3,
+  lua: `
+local first = 1
+if ARGV[2] ~= '' and ARGV[3] == '1' then
+  local run = ARGV[4] .. ' ' .. ARGV[1]
+  if redis.call('HSETNX', KEYS[1], 'done:' .. ARGV[2], run) == 0 then
+    if redis.call('HGET', KEYS[1], 'done:' .. ARGV[2]) ~= run then first = 0 end
+  end
+  redis.call('EXPIRE', KEYS[1], ARGV[5])
+end
+if ARGV[1] ~= '' and redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
+redis.call('DEL', KEYS[3])
+return first`,
+} as const satisfies RedisScript;
+
+declare module 'ioredis' {
+  interface RedisCommander<Context> {
+    finishDelivery(
+      predictionKey: string,
+      lockKey: string,
+      deliveryKey: string,
+      tryToken: string,
+      processor: string,
+      terminal: '0' | '1',
+      webhookId: string,
+      retentionSeconds: number,
+    ): Result<number, Context>;
+  }
+}
