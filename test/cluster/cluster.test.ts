@@ -82,11 +82,7 @@ describe('Redis Cluster backend (3 masters, 3 replicas)', () => {
           logger: new CapturedLogs().logger,
           processors: [processor],
         });
-        const expected = predictions.length * 2; // one processing run, one terminal run each
-        // Generous guards: six shards start six blocking cluster clients, slow on a busy machine.
-        await waitFor('every prediction processed', () => processor.runs.length >= expected, {
-          timeoutMs: 45_000,
-        });
+        // Generous guard: six shards start six blocking cluster clients, slow on a busy machine.
         await waitFor(
           'every delivery completed',
           async () => {
@@ -98,10 +94,14 @@ describe('Redis Cluster backend (3 masters, 3 replicas)', () => {
         );
         for (const prediction of predictions) {
           const runs = processor.runs.filter((run) => run.endsWith(prediction.id));
-          assert.deepEqual(runs.sort(), [
-            `processing ${prediction.id}`,
-            `succeeded ${prediction.id}`,
-          ]);
+          // The terminal state runs once. The `processing` delivery runs unless a worker took
+          // the `succeeded` one first (both can be picked at once): then it is recorded as late
+          // and not dispatched, by design.
+          assert.deepEqual(
+            runs.filter((run) => run.startsWith('succeeded')),
+            [`succeeded ${prediction.id}`],
+          );
+          assert.ok(runs.filter((run) => run.startsWith('processing')).length <= 1, String(runs));
         }
         assert.equal(ingest.queues.length, shards);
         if (shards > 1) {
