@@ -30,16 +30,20 @@ function filesBelow(dir, suffix, skip = new Set()) {
 }
 
 /**
- * Files that took 20 s or more in a measured run start first, so that the longest ones do not
+ * Files that took 10 s or more in a measured run start first, so that the longest ones do not
  * start last and leave the other slots idle at the end. Only the order depends on this list.
  */
 const LONG_FIRST = [
   'test/workers/graceful-stop.test.ts',
-  'test/workers/once-per-prediction.test.ts',
-  'test/workers/crash-safety.test.ts',
-  'test/ingest/dashboard.browser.test.ts',
-  'test/cli/replay.test.ts',
   'test/cli/dev.test.ts',
+  'test/cli/replay.test.ts',
+  'test/cli/own-project.test.ts',
+  'test/workers/in-process.test.ts',
+  'test/ingest/dashboard.browser.test.ts',
+  'test/cli/commands.test.ts',
+  'test/workers/crash-safety.test.ts',
+  'test/cli/ingest-processes.test.ts',
+  'test/ingest/store-deadline.test.ts',
 ];
 
 const rank = (file) => {
