@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // `npm test`: runs every test file under test/ except the suites that have their own script
-// (test/docker, test/chaos, test/pack need Docker, minutes of load or a packed tarball), several
-// files at once, and prints the wall time. Extra arguments go to `node --test`; a file list
+// (test/browser, test/docker, test/chaos and test/pack need Chromium, Docker, minutes of load or
+// a packed tarball), several files at once, and prints the wall time. Extra arguments go to `node --test`; a file list
 // replaces the selection: `npm test -- test/workers/backoff.test.ts`.
 //
 // The tests run as JavaScript: esbuild first writes src/ and test/ to build/ (type-free, about a
@@ -14,7 +14,7 @@ import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { build } from 'esbuild';
 
-const OWN_SCRIPT = new Set(['test/docker', 'test/chaos', 'test/pack']);
+const OWN_SCRIPT = new Set(['test/docker', 'test/chaos', 'test/pack', 'test/browser']);
 const OUT = 'build';
 
 /** Every file below `dir` whose name ends with `suffix`, sorted, skipping `skip`'s folders. */
@@ -39,7 +39,6 @@ const LONG_FIRST = [
   'test/cli/replay.test.ts',
   'test/cli/own-project.test.ts',
   'test/workers/in-process.test.ts',
-  'test/ingest/dashboard.browser.test.ts',
   'test/cli/commands.test.ts',
   'test/workers/crash-safety.test.ts',
   'test/cli/ingest-processes.test.ts',
