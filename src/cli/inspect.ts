@@ -1,14 +1,7 @@
 import { Command } from 'commander';
 import { ConfigError } from '../core/config.js';
-import { closeQueues, openShardQueues } from '../core/shard-queues.js';
 import { layoutOf, recordPrefixOf, shardOf } from '../core/shards.js';
-import {
-  type DeliveryRecord,
-  type PredictionRecord,
-  predictionOfWebhook,
-  readPrediction,
-} from './prediction-deliveries.js';
-import { withRedis } from './redis-command.js';
+import type { DeliveryRecord, PredictionRecord } from './prediction-deliveries.js';
 
 /** `inlet inspect`: one prediction's deliveries, ledger state and processor results. */
 export function inspectCommand(): Command {
@@ -28,6 +21,16 @@ Examples:
   inlet inspect msg_2uqDHHK0ExvOXSYZEnxmqPMHYQE --json`,
     )
     .action(async (id: string, flags: { json?: boolean }) => {
+      // Loaded here, not at the top: `inlet inspect --help` needs none of BullMQ and ioredis.
+      const [
+        { withRedis },
+        { closeQueues, openShardQueues },
+        { predictionOfWebhook, readPrediction },
+      ] = await Promise.all([
+        import('./redis-command.js'),
+        import('../core/shard-queues.js'),
+        import('./prediction-deliveries.js'),
+      ]);
       await withRedis('inspect', async (redis, config) => {
         const queues = openShardQueues(config, redis);
         try {

@@ -1,4 +1,3 @@
-import cliProgress from 'cli-progress';
 import { Command } from 'commander';
 import { ConfigError } from '../core/config.js';
 import {
@@ -11,8 +10,7 @@ import {
 } from '../core/shards.js';
 import type { DeadLetter } from './dead-letter.js';
 import { readPredictionData } from './prediction-file.js';
-import { withRedis } from './redis-command.js';
-import { type RerunPlan, rerunProcessors } from './rerun.js';
+import type { RerunPlan } from './rerun.js';
 
 /** From this many deliveries on, a terminal gets a progress bar. */
 const PROGRESS_FROM = 50;
@@ -71,8 +69,10 @@ Examples:
       if (Boolean(flags.all) === (flags.prediction !== undefined)) {
         throw new ConfigError('say what to re-drive: --all, or --prediction ID (not both)');
       }
+      // Loaded here, not at the top: `inlet replay --help` needs none of BullMQ and ioredis.
+      const { withRedis } = await import('./redis-command.js');
       await withRedis('replay', async (redis, config) => {
-        const bar = progressBar();
+        const bar = await progressBar();
         const { redriveDeadLetters } = await import('./dead-letter.js');
         const layout = layoutOf(config);
         // Every shard's dead letters, one shard after another (one shard: the one queue).
@@ -116,6 +116,10 @@ async function rerun(flags: ReplayFlags): Promise<void> {
   const predictionId = flags.prediction;
   const given = flags.data === undefined ? undefined : readPredictionData(flags.data);
   if (given && given.length !== 1) throw new ConfigError('--data: give one prediction for --rerun');
+  const [{ withRedis }, { rerunProcessors }] = await Promise.all([
+    import('./redis-command.js'),
+    import('./rerun.js'),
+  ]);
   await withRedis('replay', async (redis, config) => {
     const plan = await rerunProcessors({
       redis,
@@ -149,8 +153,12 @@ function rerunSummary(plan: RerunPlan, dryRun: boolean): string {
 }
 
 /** A progress bar on stderr for large sets on a terminal; nothing otherwise. */
-function progressBar(): { update: (done: number, total: number) => void; stop: () => void } {
+async function progressBar(): Promise<{
+  update: (done: number, total: number) => void;
+  stop: () => void;
+}> {
   if (!process.stderr.isTTY) return { update: () => undefined, stop: () => undefined };
+  const { default: cliProgress } = await import('cli-progress');
   const bar = new cliProgress.SingleBar(
     { format: 're-driving [{bar}] {value}/{total} deliveries', stream: process.stderr },
     cliProgress.Presets.shades_classic,
