@@ -5,7 +5,7 @@ import type { Prediction } from '../../src/core/prediction.js';
 import { queuePrefix, shardOf, slotOf } from '../../src/core/shards.js';
 import type { Processor } from '../../src/workers/processor.js';
 import { type InletWorker, startWorker } from '../../src/workers/worker.js';
-import { makeSecret, samplePrediction, signedHeaders, webhookId } from '../support/deliveries.js';
+import { makeSecret, postSigned, samplePrediction } from '../support/deliveries.js';
 import { CapturedLogs, startTestIngest } from '../support/ingest.js';
 import { TestRedisCluster } from '../support/redis-server.js';
 import { waitFor } from '../support/wait-for.js';
@@ -20,16 +20,6 @@ function recorder(): Processor & { runs: string[] } {
       runs.push(`${prediction.status} ${prediction.id}`);
     },
   };
-}
-
-async function post(url: string, secret: string, prediction: Prediction, id = webhookId()) {
-  const body = JSON.stringify(prediction);
-  const answer = await fetch(url, {
-    method: 'POST',
-    headers: signedHeaders(secret, body, id),
-    body,
-  });
-  return { status: answer.status, retryAfter: answer.headers.get('retry-after'), id };
 }
 
 describe('Redis Cluster backend (3 masters, 3 replicas)', () => {
@@ -63,13 +53,13 @@ describe('Redis Cluster backend (3 masters, 3 replicas)', () => {
         // Each prediction: `processing` once, `succeeded` twice under two ids, and each id twice.
         const sent = await Promise.all(
           predictions.map(async (prediction) => {
-            const processing = await post(ingest.webhookUrl, secret, {
+            const processing = await postSigned(ingest.webhookUrl, secret, {
               ...prediction,
               status: 'processing',
             });
-            const first = await post(ingest.webhookUrl, secret, prediction);
-            const again = await post(ingest.webhookUrl, secret, prediction, first.id);
-            const second = await post(ingest.webhookUrl, secret, prediction);
+            const first = await postSigned(ingest.webhookUrl, secret, prediction);
+            const again = await postSigned(ingest.webhookUrl, secret, prediction, first.id);
+            const second = await postSigned(ingest.webhookUrl, secret, prediction);
             return [processing.status, first.status, again.status, second.status];
           }),
         );
@@ -150,7 +140,7 @@ describe('Redis Cluster backend (3 masters, 3 replicas)', () => {
       const layout = { prefix: 'w', shards: 3, cluster: true };
       for (let i = 0; i < 6; i++) {
         const prediction = samplePrediction();
-        const answer = await post(one.webhookUrl, secret, prediction);
+        const answer = await postSigned(one.webhookUrl, secret, prediction);
         assert.equal(answer.status, 202, one.logs.text.slice(-1500));
         // Acknowledged means the replica of the master that stored it has the job already.
         const jobKey = `${queuePrefix(layout, shardOf(prediction.id, 3))}:deliveries:${answer.id}`;
@@ -163,7 +153,7 @@ describe('Redis Cluster backend (3 masters, 3 replicas)', () => {
           replica.disconnect();
         }
       }
-      const refused = await post(two.webhookUrl, secret, samplePrediction());
+      const refused = await postSigned(two.webhookUrl, secret, samplePrediction());
       assert.equal(refused.status, 503);
       assert.equal(refused.retryAfter, '5');
       assert.match(two.logs.text, /only 1 of 2 replicas confirmed/);

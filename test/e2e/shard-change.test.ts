@@ -7,24 +7,13 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import type { Prediction } from '../../src/core/prediction.js';
 import { closeQueues, openShardQueues } from '../../src/core/shard-queues.js';
 import { shardOf } from '../../src/core/shards.js';
 import { recordingWorker } from '../support/cluster-load.js';
-import { makeSecret, samplePrediction, signedHeaders, webhookId } from '../support/deliveries.js';
+import { makeSecret, postSigned, samplePrediction } from '../support/deliveries.js';
 import { startTestIngest } from '../support/ingest.js';
 import { TestRedis } from '../support/redis-server.js';
 import { waitFor } from '../support/wait-for.js';
-
-async function post(url: string, secret: string, prediction: Prediction, id = webhookId()) {
-  const body = JSON.stringify(prediction);
-  const answer = await fetch(url, {
-    method: 'POST',
-    headers: signedHeaders(secret, body, id),
-    body,
-  });
-  return { status: answer.status, id };
-}
 
 describe('changing INLET_SHARDS on one Redis', () => {
   let redis: TestRedis;
@@ -56,14 +45,14 @@ describe('changing INLET_SHARDS on one Redis', () => {
           const ids = terminalIds.get(prediction.id) ?? [];
           if (again) {
             // Replicate retrying a delivery acknowledged under the previous N: still a duplicate.
-            const retry = await post(ingest.webhookUrl, secret, prediction, ids[0]);
+            const retry = await postSigned(ingest.webhookUrl, secret, prediction, ids[0]);
             assert.equal(retry.status, 200, `retry under ${shards} shards`);
           }
-          const processing = await post(ingest.webhookUrl, secret, {
+          const processing = await postSigned(ingest.webhookUrl, secret, {
             ...prediction,
             status: 'processing',
           });
-          const terminal = await post(ingest.webhookUrl, secret, prediction);
+          const terminal = await postSigned(ingest.webhookUrl, secret, prediction);
           assert.deepEqual([processing.status, terminal.status], [202, 202]);
           terminalIds.set(prediction.id, [...ids, terminal.id]);
         }

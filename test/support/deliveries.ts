@@ -64,3 +64,20 @@ export function signedHeaders(
     'webhook-signature': signature,
   };
 }
+
+/** Posts `prediction` to a webhook URL, signed under `id`, as Replicate would. */
+export async function postSigned(
+  url: string,
+  secret: string,
+  prediction: Prediction,
+  id = webhookId(),
+): Promise<{ status: number; retryAfter: string | null; id: string }> {
+  const body = JSON.stringify(prediction);
+  const answer = await fetch(url, {
+    method: 'POST',
+    headers: signedHeaders(secret, body, id),
+    body,
+  });
+  await answer.arrayBuffer();
+  return { status: answer.status, retryAfter: answer.headers.get('retry-after'), id };
+}
