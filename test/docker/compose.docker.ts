@@ -68,11 +68,19 @@ async function eventually<T>(
   timeoutMs: number,
 ): Promise<T> {
   const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value) return value;
-    if (Date.now() > deadline) assert.fail(`not within ${timeoutMs / 1000} s: ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 500));
+  // fetch's sockets do not keep the event loop alive: without this timer, a request that a
+  // starting container accepts but does not answer yet ends the run ("event loop has already
+  // resolved") instead of being waited for.
+  const keepAlive = setInterval(() => undefined, 1000);
+  try {
+    for (;;) {
+      const value = await check();
+      if (value) return value;
+      if (Date.now() > deadline) assert.fail(`not within ${timeoutMs / 1000} s: ${what}`);
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    }
+  } finally {
+    clearInterval(keepAlive);
   }
 }
 
@@ -321,7 +329,9 @@ describe('docker compose, for real', { skip, timeout: 20 * 60_000 }, () => {
       await eventually(
         'the ingest target up',
         async () => {
-          const response = await fetch(api).catch(() => undefined);
+          const response = await fetch(api, { signal: AbortSignal.timeout(5000) }).catch(
+            () => undefined,
+          );
           if (!response?.ok) return false;
           const body = (await response.json()) as {
             data: { activeTargets: Array<{ labels: { job: string }; health: string }> };

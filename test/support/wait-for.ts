@@ -15,10 +15,17 @@ export async function waitFor<T>(
   check: () => T | Promise<T>,
   { timeoutMs = GUARD_MS, intervalMs = 25 } = {},
 ): Promise<NonNullable<T>> {
-  for (const end = Date.now() + timeoutMs; ; ) {
-    const value = await check();
-    if (value) return value as NonNullable<T>;
-    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, intervalMs));
+  // fetch's sockets do not keep the event loop alive: a check awaiting an unanswered request
+  // would otherwise let the test process end mid-wait instead of timing out here.
+  const keepAlive = setInterval(() => undefined, 1000);
+  try {
+    for (const end = Date.now() + timeoutMs; ; ) {
+      const value = await check();
+      if (value) return value as NonNullable<T>;
+      if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+      await new Promise((resolve) => setTimeout(resolve, intervalMs));
+    }
+  } finally {
+    clearInterval(keepAlive);
   }
 }
