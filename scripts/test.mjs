@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 // `npm test`: runs every test file under test/ except the suites that have their own script
 // (test/browser, test/docker, test/chaos and test/pack need Chromium, Docker, minutes of load or
-// a packed tarball), several files at once, and prints the wall time. Extra arguments go to `node --test`; a file list
-// replaces the selection: `npm test -- test/workers/backoff.test.ts`.
+// a packed tarball), several files at once, and prints the wall time. Extra arguments go to
+// `node --test`; a file list replaces the selection: `npm test -- test/workers/backoff.test.ts`.
 //
 // The tests run as JavaScript: esbuild first writes src/ and test/ to build/ (type-free, about a
 // second; `tsc --noEmit` checks the types). Under tsx's loader each test process spent about
@@ -72,8 +72,8 @@ await build({
 });
 
 // Integration tests spend much of their time waiting (on child processes, Redis, lock expiry and
-// grace periods), so three files per core keep the cores busy: on 2 cores, 84 s against 93 s
-// with two per core. INLET_TEST_CONCURRENCY overrides it.
+// grace periods), so three files per core keep the cores busy: on 2 cores, 80-89 s against
+// 90-93 s with two per core. INLET_TEST_CONCURRENCY overrides it.
 const concurrency =
   process.env.INLET_TEST_CONCURRENCY ?? String(Math.max(2, availableParallelism() * 3));
 const child = spawn(

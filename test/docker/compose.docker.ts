@@ -9,6 +9,7 @@ import { ROOT, runCli } from '../support/cli.js';
 import { makeSecret, randomId } from '../support/deliveries.js';
 import { freePort } from '../support/redis-server.js';
 import { unlessInstalled } from '../support/requires-tool.js';
+import { waitFor } from '../support/wait-for.js';
 
 /**
  * The README's Docker Compose recipe, run for real with docker-compose (v1, as Debian packages
@@ -60,29 +61,6 @@ function dockerProblem(): string | null {
 }
 const problem = dockerProblem();
 const skip = problem ? unlessInstalled(false, problem) : false;
-
-/** Polls `check` until it returns a truthy value, failing with `what` after `timeoutMs`. */
-async function eventually<T>(
-  what: string,
-  check: () => Promise<T | undefined | false>,
-  timeoutMs: number,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  // fetch's sockets do not keep the event loop alive: without this timer, a request that a
-  // starting container accepts but does not answer yet ends the run ("event loop has already
-  // resolved") instead of being waited for.
-  const keepAlive = setInterval(() => undefined, 1000);
-  try {
-    for (;;) {
-      const value = await check();
-      if (value) return value;
-      if (Date.now() > deadline) assert.fail(`not within ${timeoutMs / 1000} s: ${what}`);
-      await new Promise((resolve) => setTimeout(resolve, 500));
-    }
-  } finally {
-    clearInterval(keepAlive);
-  }
-}
 
 interface Effect {
   phase: 'start' | 'end' | 'aborted';
@@ -209,7 +187,10 @@ describe('docker compose, for real', { skip, timeout: 20 * 60_000 }, () => {
   test('the README recipe: build, health, send, scale, graceful stop, down/up, Prometheus', async (t) => {
     await t.test('up -d --build: redis, ingest and worker become healthy', async () => {
       await compose('up', '-d', '--build');
-      await eventually('all healthy', () => healthy({ redis: 1, ingest: 1, worker: 1 }), 180_000);
+      await waitFor('all healthy', () => healthy({ redis: 1, ingest: 1, worker: 1 }), {
+        timeoutMs: 180_000,
+        intervalMs: 500,
+      });
       const ps = (await compose('ps')).stdout;
       for (const line of ps.trimEnd().split('\n')) t.diagnostic(line);
       assert.match(ps, /_worker_1 .* Up \(healthy\)/);
@@ -234,10 +215,16 @@ describe('docker compose, for real', { skip, timeout: 20 * 60_000 }, () => {
         );
       assert.equal(await check(), true);
       await compose('stop', 'redis');
-      await eventually('unhealthy without Redis', async () => !(await check()), 60_000);
+      await waitFor('unhealthy without Redis', async () => !(await check()), {
+        timeoutMs: 60_000,
+        intervalMs: 500,
+      });
       await compose('start', 'redis');
-      await eventually('healthy again', check, 60_000);
-      await eventually('all healthy', () => healthy({ redis: 1, ingest: 1, worker: 1 }), 120_000);
+      await waitFor('healthy again', check, { timeoutMs: 60_000, intervalMs: 500 });
+      await waitFor('all healthy', () => healthy({ redis: 1, ingest: 1, worker: 1 }), {
+        timeoutMs: 120_000,
+        intervalMs: 500,
+      });
     });
 
     await t.test('the image holds no dev dependency and runs as node on Node 24', async () => {
@@ -268,17 +255,23 @@ describe('docker compose, for real', { skip, timeout: 20 * 60_000 }, () => {
     await t.test('signed deliveries from the host are processed', async () => {
       const ids = predictions(3);
       await send(ids);
-      await eventually('processed', async () => ended(ids), 60_000);
+      await waitFor('processed', async () => ended(ids), { timeoutMs: 60_000, intervalMs: 500 });
     });
 
     await t.test('--scale worker=3: a burst spreads over every worker', async () => {
       await compose('up', '-d', '--scale', 'worker=3');
-      await eventually('3 workers healthy', () => healthy({ ingest: 1, worker: 3 }), 120_000);
+      await waitFor('3 workers healthy', () => healthy({ ingest: 1, worker: 3 }), {
+        timeoutMs: 120_000,
+        intervalMs: 500,
+      });
       const hosts = (await containers('worker')).map((id) => id.slice(0, 12));
       setDelay(300);
       const ids = predictions(30);
       await send(ids);
-      await eventually('burst processed', async () => ended(ids), 120_000);
+      await waitFor('burst processed', async () => ended(ids), {
+        timeoutMs: 120_000,
+        intervalMs: 500,
+      });
       const ran = readEffects().filter((e) => e.phase === 'end' && ids.includes(e.predictionId));
       const byHost = new Map<string, number>();
       for (const effect of ran) byHost.set(effect.host, (byHost.get(effect.host) ?? 0) + 1);
@@ -290,7 +283,7 @@ describe('docker compose, for real', { skip, timeout: 20 * 60_000 }, () => {
       setDelay(6_000);
       const ids = predictions(4);
       await send(ids);
-      await eventually(
+      await waitFor(
         'all 4 in flight',
         async () =>
           new Set(
@@ -298,7 +291,7 @@ describe('docker compose, for real', { skip, timeout: 20 * 60_000 }, () => {
               .filter((e) => e.phase === 'start' && ids.includes(e.predictionId))
               .map((e) => e.predictionId),
           ).size === 4,
-        60_000,
+        { timeoutMs: 60_000, intervalMs: 500 },
       );
       assert.equal(ended(ids), false, 'still in flight when the stop begins');
       const workers = await containers('worker');
@@ -318,15 +311,21 @@ describe('docker compose, for real', { skip, timeout: 20 * 60_000 }, () => {
       await compose('down');
       assert.deepEqual(await containers('redis'), [], 'down removed the containers');
       await compose('up', '-d');
-      await eventually('queued deliveries processed after up', async () => ended(ids), 120_000);
-      await eventually('healthy again', () => healthy({ redis: 1, ingest: 1, worker: 1 }), 120_000);
+      await waitFor('queued deliveries processed after up', async () => ended(ids), {
+        timeoutMs: 120_000,
+        intervalMs: 500,
+      });
+      await waitFor('healthy again', () => healthy({ redis: 1, ingest: 1, worker: 1 }), {
+        timeoutMs: 120_000,
+        intervalMs: 500,
+      });
     });
 
     await t.test("the monitoring profile's Prometheus scrapes the ingest", async () => {
       // Grafana has no stand-in image: only Prometheus is started from the profile.
       await compose('--profile', 'monitoring', 'up', '-d', 'prometheus');
       const api = `http://127.0.0.1:${prometheusPort}/api/v1/targets?state=active`;
-      await eventually(
+      await waitFor(
         'the ingest target up',
         async () => {
           const response = await fetch(api, { signal: AbortSignal.timeout(5000) }).catch(
@@ -340,7 +339,7 @@ describe('docker compose, for real', { skip, timeout: 20 * 60_000 }, () => {
             (target) => target.labels.job === 'inlet-ingest' && target.health === 'up',
           );
         },
-        120_000,
+        { timeoutMs: 120_000, intervalMs: 500 },
       );
     });
   });

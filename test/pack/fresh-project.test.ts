@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { baseEnv, jsonLines, ROOT, stopCli } from '../support/cli.js';
 import { freePort, TestRedis } from '../support/redis-server.js';
+import { waitFor } from '../support/wait-for.js';
 
 /**
  * What a user does: pack the package, install the tarball into a fresh project outside the
@@ -37,16 +38,6 @@ export default defineProcessor<Record<string, unknown>, Output>({
 
 function npm(args: string[], cwd: string): string {
   return execFileSync('npm', args, { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-}
-
-async function until<T>(what: string, check: () => T | undefined, ms = 30_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = check();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
 }
 
 describe('a fresh project using the packed package', { timeout: 300_000 }, () => {
@@ -111,11 +102,15 @@ describe('a fresh project using the packed package', { timeout: 300_000 }, () =>
     dev.stderr?.setEncoding('utf8').on('data', (chunk: string) => {
       devOut += chunk;
     });
+    /** waitFor, with inlet dev's output so far in the error if it times out. */
+    const untilDev = <T>(what: string, check: () => T) =>
+      waitFor(what, check, { intervalMs: 100 }).catch((error: Error) => {
+        throw new Error(`${error.message}\n${devOut}`);
+      });
     const workerReady = (count: number) =>
-      until(`worker ready ×${count}\n${devOut}`, () =>
-        jsonLines(devOut).filter((l) => l.msg === 'worker ready').length >= count
-          ? true
-          : undefined,
+      untilDev(
+        `worker ready ×${count}`,
+        () => jsonLines(devOut).filter((l) => l.msg === 'worker ready').length >= count,
       );
     await workerReady(1);
 
@@ -129,7 +124,7 @@ describe('a fresh project using the packed package', { timeout: 300_000 }, () =>
       });
     };
     const effect = (id: string) =>
-      until(`the processor's effect for ${id}\n${devOut}`, () => {
+      untilDev(`the processor's effect for ${id}`, () => {
         const file = join(project, 'effects.jsonl');
         if (!existsSync(file)) return undefined;
         return readFileSync(file, 'utf8')

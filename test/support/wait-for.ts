@@ -1,6 +1,6 @@
 /**
  * How long a test waits for a condition before it gives up: a guard against hanging, long enough
- * for processes to start on a 2-core machine that runs four test files at once.
+ * for processes to start on a 2-core machine that runs six test files at once.
  */
 export const GUARD_MS = 30_000;
 
@@ -15,8 +15,9 @@ export async function waitFor<T>(
   check: () => T | Promise<T>,
   { timeoutMs = GUARD_MS, intervalMs = 25 } = {},
 ): Promise<NonNullable<T>> {
-  // fetch's sockets do not keep the event loop alive: a check awaiting an unanswered request
-  // would otherwise let the test process end mid-wait instead of timing out here.
+  // A timer of our own for the whole wait: if what `check` awaits holds no handle that keeps the
+  // event loop alive, the runner would cancel the test ("event loop has already resolved", seen
+  // once in the compose test) instead of the wait timing out here with `what`.
   const keepAlive = setInterval(() => undefined, 1000);
   try {
     for (const end = Date.now() + timeoutMs; ; ) {
