@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { Webhook } from 'standardwebhooks';
 import { decodeSecret, signWebhook, verifyWebhook } from '../../src/ingest/signature.js';
-import { makeSecret, samplePrediction } from '../support/deliveries.js';
+import { makeSecret, samplePrediction, signedHeaders } from '../support/deliveries.js';
 
 // The reference library (`standardwebhooks`) signs; ours verifies. Both must agree exactly.
 const secretA = makeSecret();
@@ -50,6 +50,12 @@ describe('verifyWebhook against the standardwebhooks reference library', () => {
     const headers = { ...reference(secretA), 'webhook-signature': `${b} ${a}` };
     assert.equal(verifyWebhook(headers, body, [secretA], { now }).ok, true);
     assert.equal(verifyWebhook(headers, body, [secretB], { now }).ok, true);
+  });
+
+  it("signs as the tests' own signer (test/support/deliveries.ts) does", () => {
+    const headers = signedHeaders(secretA, body, 'msg_y', at);
+    assert.equal(headers['webhook-signature'], new Webhook(secretA).sign('msg_y', at, body));
+    assert.doesNotThrow(() => new Webhook(secretA).verify(body, headers));
   });
 
   it('signs exactly as the reference library does, and the reference verifies ours', () => {
