@@ -68,9 +68,16 @@ export function spawnCli(
   }) as CliProcess;
   let stdout = '';
   let stderr = '';
+  // Each complete stdout line is parsed once, as it arrives: a worker can log thousands of lines,
+  // and parsing all of stdout again for every chunk made waiting quadratic in the log's length.
+  const logLines: Array<Record<string, unknown>> = [];
+  let partial = '';
   const waiters: Array<() => void> = [];
   child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
     stdout += chunk;
+    const lines = (partial + chunk).split('\n');
+    partial = lines.pop() ?? '';
+    logLines.push(...jsonLines(lines.join('\n')));
     for (const waiter of waiters.splice(0)) waiter();
   });
   child.stderr?.setEncoding('utf8').on('data', (chunk: string) => {
@@ -87,8 +94,10 @@ export function spawnCli(
           ),
         );
       }, timeoutMs);
+      let seen = 0;
       const check = () => {
-        const found = jsonLines(stdout).find(match);
+        const found = logLines.slice(seen).find(match);
+        seen = logLines.length;
         if (found) {
           clearTimeout(deadline);
           resolve(found);
