@@ -63,6 +63,30 @@ export function createRedis(url: string, options: ConnectionOptions): RedisClien
 }
 
 /**
+ * Resolves once every connection is ready, or after `timeoutMs`, whichever comes first: true
+ * when all were ready. Never rejects; a connection that cannot connect keeps trying as its role
+ * says.
+ */
+export function whenReady(clients: RedisClient[], timeoutMs: number): Promise<boolean> {
+  const pending = clients.filter((client) => client.status !== 'ready');
+  if (pending.length === 0) return Promise.resolve(true);
+  return new Promise((resolve) => {
+    let waiting = pending.length;
+    const onReady = () => {
+      waiting -= 1;
+      if (waiting === 0) finish(true);
+    };
+    const timer = setTimeout(() => finish(false), timeoutMs);
+    const finish = (ready: boolean) => {
+      clearTimeout(timer);
+      for (const client of pending) client.off('ready', onReady);
+      resolve(ready);
+    };
+    for (const client of pending) client.once('ready', onReady);
+  });
+}
+
+/**
  * Closes a connection politely, or drops it when Redis is not there to answer QUIT.
  * @param quitTimeoutMs - how long to wait for QUIT's answer; 0 drops at once. @defaultValue `1000`
  */

@@ -7,7 +7,7 @@ import type Koa from 'koa';
 import { type Config, ConfigError, redactUrl, requireWebhookSecrets } from '../core/config.js';
 import type { DeliveryJob } from '../core/job.js';
 import type { Logger } from '../core/logger.js';
-import { closeRedis, connectRedis, type RedisClient } from '../core/redis.js';
+import { closeRedis, connectRedis, type RedisClient, whenReady } from '../core/redis.js';
 import { openShardQueues } from '../core/shard-queues.js';
 import { allShards, globalPrefix, layoutOf, queuePrefix } from '../core/shards.js';
 import { mountAdmin } from './admin.js';
@@ -45,6 +45,9 @@ export interface IngestServer {
   /** Stops accepting, answers what is in flight, closes Redis. Safe to call twice. */
   close(): Promise<void>;
 }
+
+/** How long the ingest waits for Redis before it listens anyway. */
+const READY_WAIT_MS = 2000;
 
 /** Starts the ingest: validates its secrets, connects to Redis and listens on HOST:PORT. */
 export async function startIngest(options: IngestOptions): Promise<IngestServer> {
@@ -96,6 +99,10 @@ export async function startIngest(options: IngestOptions): Promise<IngestServer>
       options.extend?.(koa, router, queue);
     },
   });
+  // Listen once Redis is ready, or after READY_WAIT_MS without it (the ingest then answers 503
+  // until it is back): a process that listened at once would answer its first deliveries 503
+  // while still connecting, as a replacement process under INLET_INGEST_PROCESSES did.
+  await whenReady([redis, queueRedis], READY_WAIT_MS);
   const server = createServer(app.callback());
   // Longer than common proxies' idle timeouts, so that they, not we, close idle connections.
   server.keepAliveTimeout = 65_000;

@@ -1,9 +1,13 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { connect, createServer, type Server, type Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import type { Redis } from 'ioredis';
+import { loadConfig } from '../../src/core/config.js';
+import { startIngest } from '../../src/ingest/server.js';
 import { makeSecret, samplePrediction, signedHeaders } from '../support/deliveries.js';
-import { startTestIngest } from '../support/ingest.js';
+import { CapturedLogs, startTestIngest } from '../support/ingest.js';
 import { TestRedis } from '../support/redis-server.js';
 
 type Ingest = Awaited<ReturnType<typeof startTestIngest>>;
@@ -116,5 +120,63 @@ describe('/readyz when Redis is out of memory', () => {
       headers: signedHeaders(secret, body),
     });
     assert.equal(retry.status, 202);
+  });
+});
+
+describe('an ingest whose Redis connection is slow to open', () => {
+  const secret = makeSecret();
+  let redis: TestRedis;
+  let proxy: Server;
+  const sockets: Socket[] = [];
+
+  before(async () => {
+    redis = await TestRedis.start();
+    // A TCP proxy that holds every new connection for 500 ms before it reaches Redis, as a
+    // cold or distant Redis does: the ingest must not answer deliveries before it is connected.
+    proxy = createServer((client) => {
+      client.pause();
+      sockets.push(client);
+      setTimeout(() => {
+        const upstream = connect(redis.port, '127.0.0.1');
+        sockets.push(upstream);
+        client.pipe(upstream).pipe(client);
+        client.resume();
+        client.on('error', () => upstream.destroy());
+        upstream.on('error', () => client.destroy());
+      }, 500);
+    });
+    proxy.listen(0, '127.0.0.1');
+    await once(proxy, 'listening');
+  });
+
+  after(async () => {
+    for (const socket of sockets) socket.destroy();
+    proxy.close();
+    await redis.destroy();
+  });
+
+  it('listens only once Redis is ready: its first delivery is stored', async () => {
+    const { port } = proxy.address() as { port: number };
+    const ingest = await startIngest({
+      config: loadConfig({
+        PORT: '0',
+        HOST: '127.0.0.1',
+        REDIS_URL: `redis://127.0.0.1:${port}`,
+        REPLICATE_WEBHOOK_SECRET: secret,
+      }),
+      logger: new CapturedLogs().logger,
+      drainTimeoutMs: 1000,
+    });
+    try {
+      const body = JSON.stringify(samplePrediction('succeeded'));
+      const answer = await fetch(`${ingest.url}/webhooks/replicate`, {
+        method: 'POST',
+        body,
+        headers: signedHeaders(secret, body),
+      });
+      assert.equal(answer.status, 202);
+    } finally {
+      await ingest.close();
+    }
   });
 });
