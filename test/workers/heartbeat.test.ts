@@ -56,15 +56,21 @@ describe('inlet worker --heartbeat-file and inlet healthcheck', () => {
       const before = await check();
       assert.equal(before.code, 1, 'not healthy before the worker has connected');
       await worker.waitForLog((line) => line.msg === 'worker ready');
-      await waitFor('healthy', async () => (await check()).code === 0);
+      // Each check is a process (about 0.15 s of CPU): a few a second, not back to back.
+      const SPAWNING = { intervalMs: 250 };
+      await waitFor('healthy', async () => (await check()).code === 0, SPAWNING);
 
       await redis.stop();
-      await waitFor('unhealthy without Redis', async () => {
-        const result = await check(1_000);
-        return result.code === 1 && /lost Redis or is stuck/.test(result.stderr);
-      });
+      await waitFor(
+        'unhealthy without Redis',
+        async () => {
+          const result = await check(1_000);
+          return result.code === 1 && /lost Redis or is stuck/.test(result.stderr);
+        },
+        SPAWNING,
+      );
       await redis.start();
-      await waitFor('healthy again', async () => (await check(1_000)).code === 0);
+      await waitFor('healthy again', async () => (await check(1_000)).code === 0, SPAWNING);
     } finally {
       assert.equal(await stopCli(worker, 'SIGTERM'), 0, worker.stderrText());
     }
