@@ -17,7 +17,8 @@ import { waitFor } from '../support/wait-for.js';
 describe('replay and inspect on a cluster with 4 shards', () => {
   let cluster: TestRedisCluster;
   before(async () => {
-    cluster = await TestRedisCluster.start();
+    // No replicas: nothing here fails over or waits for one, and three fewer servers to start.
+    cluster = await TestRedisCluster.start({ replicas: 0 });
   });
   after(async () => {
     await cluster?.destroy();

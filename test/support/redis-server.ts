@@ -73,14 +73,17 @@ export class TestRedis {
 }
 
 /**
- * A test's private Redis Cluster (src/core/redis-cluster-server.ts): 3 masters and 3 replicas
- * on free ports, a node timeout of 1 s so that a failover takes a second or two. `url` is the
- * seed list for `REDIS_URL` with `REDIS_CLUSTER=1`.
+ * A test's private Redis Cluster (src/core/redis-cluster-server.ts): 3 masters and (unless told
+ * otherwise) 3 replicas on free ports, a node timeout of 1 s so that a failover takes a second or
+ * two. `url` is the seed list for `REDIS_URL` with `REDIS_CLUSTER=1`.
  */
 export class TestRedisCluster {
   private constructor(readonly server: RedisClusterServer) {}
 
-  static async start(options: { nodeTimeoutMs?: number } = {}): Promise<TestRedisCluster> {
+  /** @param options.replicas - replicas per master; 0 when a test needs no failover or WAIT. */
+  static async start(
+    options: { nodeTimeoutMs?: number; replicas?: number } = {},
+  ): Promise<TestRedisCluster> {
     const dir = mkdtempSync(join(tmpdir(), 'inlet-redis-cluster-'));
     return new TestRedisCluster(await RedisClusterServer.start({ dir, ...options }));
   }
