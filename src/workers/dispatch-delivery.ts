@@ -5,9 +5,10 @@ import type { Logger } from '../core/logger.js';
 import { isPredictionStatus, isTerminal } from '../core/prediction.js';
 import { busyDelay, MAX_BACKOFF_MS } from './backoff.js';
 import type { FailedRun, Ledger } from './counted-ledger.js';
+import type { LazyAbort } from './lazy-abort.js';
 import type { DeliveryRef } from './prediction-ledger.js';
 import { type Processor, type ProcessorContext, wantsStatus } from './processor.js';
-import { runProcessor } from './run-processor.js';
+import { runProcessorIn } from './run-processor.js';
 import { type RunningDelivery, runningEntry, type StopReason } from './running-delivery.js';
 
 /** What a completed delivery job returns; the dashboard shows it as the job's result. */
@@ -138,7 +139,7 @@ export class DeliveryDispatcher {
 
   private stop(entry: RunningDelivery, reason: StopReason): void {
     entry.stopReason ??= reason;
-    entry.controller.abort(new Error(reason === 'shutdown' ? 'worker stopping' : 'lock lost'));
+    entry.abort.abort(new Error(reason === 'shutdown' ? 'worker stopping' : 'lock lost'));
   }
 
   private async runPending(
@@ -216,12 +217,12 @@ export class DeliveryDispatcher {
     const outcome: TryOutcome = { ran: [], ms: {}, failures: [], failedRuns: [], abandoned: false };
     for (let i = 0; i < pending.length; i++) {
       const name = pending[i] as string;
-      if (entry.controller.signal.aborted) break;
+      if (entry.abort.aborted) break;
       const processor = this.byName.get(name) as Processor;
       const ctx = this.context(job, processor, log);
-      const result = await runProcessor(processor, job.data.prediction, ctx.forRun, {
-        signal: entry.controller.signal,
-        forced: entry.forced,
+      const result = await runProcessorIn(processor, job.data.prediction, ctx.forRun, {
+        follow: (listener) => entry.abort.follow(listener),
+        onForced: entry.onForced,
         timeoutMs: processor.timeoutMs ?? this.options.timeoutMs,
       });
       const ms = Math.round(result.seconds * 1000);
@@ -244,11 +245,7 @@ export class DeliveryDispatcher {
       outcome.ms[name] = ms;
       if (this.options.logger.isLevelEnabled('debug')) ctx.log.debug({ ms }, 'processor succeeded');
       const success = { processor: name, seconds: result.seconds };
-      if (
-        i === pending.length - 1 &&
-        !entry.controller.signal.aborted &&
-        !outcome.failures.length
-      ) {
+      if (i === pending.length - 1 && !entry.abort.aborted && !outcome.failures.length) {
         // The try's last step: complete() records it with the delivery's end, in one call.
         outcome.unrecorded = success;
       } else {
@@ -334,10 +331,13 @@ export class DeliveryDispatcher {
       get log(): Logger {
         return runLog();
       },
-      forRun: (signal: AbortSignal): ProcessorContext => ({
+      forRun: (run: LazyAbort): ProcessorContext => ({
         webhookId,
         attempt,
-        signal,
+        // A getter: the signal is made only for a processor that reads it (see LazyAbort).
+        get signal(): AbortSignal {
+          return run.signal;
+        },
         query: query ?? {},
         receivedAt: new Date(receivedAt),
         source: source ?? 'webhook',

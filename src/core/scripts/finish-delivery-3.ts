@@ -18,6 +18,7 @@ import type { RedisScript } from './redis-script.js';
  *
  * The last (in the common case the only) processor of a try is recorded here rather than by
  * markProcessorDone-2 followed by this script: one script call and round trip fewer per delivery.
+ * The lock and the progress go in one `DEL` when the lock is ours, the common case.
  * Safe to resend: a resend finds its own token in the record and answers 1 again, finds the lock
  * gone or another's, and deletes nothing more.
  */
@@ -33,8 +34,11 @@ if ARGV[2] ~= '' and ARGV[3] == '1' then
   end
   redis.call('EXPIRE', KEYS[1], ARGV[5])
 end
-if ARGV[1] ~= '' and redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
-redis.call('DEL', KEYS[3])
+if ARGV[1] ~= '' and redis.call('GET', KEYS[2]) == ARGV[1] then
+  redis.call('DEL', KEYS[2], KEYS[3])
+else
+  redis.call('DEL', KEYS[3])
+end
 return first`,
 } as const satisfies RedisScript;
 
