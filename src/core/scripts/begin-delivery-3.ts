@@ -33,6 +33,17 @@ export const beginDelivery3 = {
   name: 'beginDelivery',
   numberOfKeys: 3,
   lua: `
+-- A status after the recorded terminal one: counted once per try (a resend finds its token).
+local function skip(recorded)
+  if redis.call('HGET', KEYS[3], 'try') ~= ARGV[1] then
+    redis.call('HINCRBY', KEYS[1], 'skipped', 1)
+    redis.call('HSET', KEYS[3], 'try', ARGV[1])
+    redis.call('EXPIRE', KEYS[3], ARGV[3])
+  end
+  redis.call('EXPIRE', KEYS[1], ARGV[3])
+  return {'skip', recorded}
+end
+
 local terminal = ARGV[5] == '1'
 local recorded
 local pending = {}
@@ -42,15 +53,7 @@ if terminal then
   for i = 9, #ARGV do fields[#fields + 1] = 'done:' .. ARGV[i] end
   local got = redis.call('HMGET', KEYS[1], unpack(fields))
   recorded = got[1]
-  if recorded and recorded ~= ARGV[4] then
-    if redis.call('HGET', KEYS[3], 'try') ~= ARGV[1] then
-      redis.call('HINCRBY', KEYS[1], 'skipped', 1)
-      redis.call('HSET', KEYS[3], 'try', ARGV[1])
-      redis.call('EXPIRE', KEYS[3], ARGV[3])
-    end
-    redis.call('EXPIRE', KEYS[1], ARGV[3])
-    return {'skip', recorded}
-  end
+  if recorded and recorded ~= ARGV[4] then return skip(recorded) end
   if not recorded then
     redis.call('HSET', KEYS[1], 'status', ARGV[4], 'terminalAt', ARGV[8])
     recorded = ARGV[4]
@@ -61,15 +64,7 @@ if terminal then
   end
 else
   recorded = redis.call('HGET', KEYS[1], 'status')
-  if recorded then
-    if redis.call('HGET', KEYS[3], 'try') ~= ARGV[1] then
-      redis.call('HINCRBY', KEYS[1], 'skipped', 1)
-      redis.call('HSET', KEYS[3], 'try', ARGV[1])
-      redis.call('EXPIRE', KEYS[3], ARGV[3])
-    end
-    redis.call('EXPIRE', KEYS[1], ARGV[3])
-    return {'skip', recorded}
-  end
+  if recorded then return skip(recorded) end
   if #ARGV >= 9 then
     local fields = {}
     for i = 9, #ARGV do fields[#fields + 1] = 'done:' .. ARGV[i] end
