@@ -11,7 +11,7 @@ import { closeRedis, connectRedis, type RedisClient, whenReady } from '../core/r
 import { openShardQueues } from '../core/shard-queues.js';
 import { allShards, globalPrefix, layoutOf, queuePrefix } from '../core/shards.js';
 import { mountAdmin } from './admin.js';
-import { createApp, WEBHOOK_PATH } from './app.js';
+import { createIngestListener, WEBHOOK_PATH } from './app.js';
 import { IngestMetrics } from './metrics.js';
 import { QueueFigureReader } from './queue-figures.js';
 import { ShardedEnqueuer } from './sharded-enqueuer.js';
@@ -77,7 +77,7 @@ export async function startIngest(options: IngestOptions): Promise<IngestServer>
   const layout = layoutOf(config);
   metrics.readFrom(new QueueFigureReader(queues, redis, globalPrefix(layout)));
 
-  const app = createApp({
+  const listener = createIngestListener({
     enqueuer,
     logger,
     redis,
@@ -103,7 +103,7 @@ export async function startIngest(options: IngestOptions): Promise<IngestServer>
   // until it is back): a process that listened at once would answer its first deliveries 503
   // while still connecting, as a replacement process under INLET_INGEST_PROCESSES did.
   await whenReady([redis, queueRedis], READY_WAIT_MS);
-  const server = createServer(app.callback());
+  const server = createServer(listener);
   // Longer than common proxies' idle timeouts, so that they, not we, close idle connections.
   server.keepAliveTimeout = 65_000;
   server.headersTimeout = 66_000;

@@ -1,6 +1,8 @@
 import { randomUUID } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
 import type { Context } from 'koa';
 import getRawBody from 'raw-body';
+import typeIs from 'type-is';
 import { type DeliveryJob, WEBHOOK_ID_PATTERN } from '../core/job.js';
 import type { Logger } from '../core/logger.js';
 import { isPredictionStatus, type Prediction } from '../core/prediction.js';
@@ -84,34 +86,58 @@ class Rejection {
   ) {}
 }
 
+/** What the ingest answers one delivery. */
+export interface WebhookAnswer {
+  status: number;
+  /** Sent as JSON. */
+  body: object;
+  /** Set on 503: seconds the sender should wait before it retries. */
+  retryAfterSeconds?: number;
+}
+
+/**
+ * Handles one `POST /webhooks/replicate` on Node's own request, whatever framework carries it:
+ * the ingest's direct path (app.ts) and its Koa route both call it. Never rejects.
+ */
+export type WebhookHandler = (
+  req: IncomingMessage,
+  query: DeliveryJob['query'],
+) => Promise<WebhookAnswer>;
+
 /**
  * `POST /webhooks/replicate`: reads the raw body, verifies, validates and stores one delivery,
  * then answers: 202 accepted, 200 duplicate, or a JSON error. A 2xx always means stored in Redis.
+ * Logs one line and tells `onDelivery` of every delivery.
  */
-export function webhookRoute(options: WebhookRouteOptions) {
+export function webhookHandler(options: WebhookRouteOptions): WebhookHandler {
   const { logger, onDelivery } = options;
   const refusals = new WarnLimiter();
-  return async function receiveWebhook(ctx: Context): Promise<void> {
+  return async function receiveWebhook(req, query) {
     const started = process.hrtime.bigint();
     const line: Record<string, unknown> = {};
     let outcome: DeliveryOutcome;
+    let answer: WebhookAnswer;
     try {
-      const [delivery, predictionJson] = await readDelivery(ctx, options);
+      const [delivery, predictionJson] = await readDelivery(req, query, options);
       line.webhookId = delivery.webhookId;
       line.predictionId = delivery.prediction.id;
       line.predictionStatus = delivery.prediction.status;
       outcome = await store(delivery, predictionJson, options);
-      ctx.status = outcome === 'accepted' ? 202 : 200;
-      ctx.body = { status: outcome, id: delivery.webhookId };
+      answer = {
+        status: outcome === 'accepted' ? 202 : 200,
+        body: { status: outcome, id: delivery.webhookId },
+      };
     } catch (error) {
       const rejection = toRejection(error);
       outcome = rejection.outcome;
-      ctx.status = rejection.status;
-      ctx.body = { error: { code: rejection.code, message: rejection.message } };
-      if (rejection.status === 503) ctx.set('Retry-After', String(RETRY_AFTER_SECONDS));
+      answer = {
+        status: rejection.status,
+        body: { error: { code: rejection.code, message: rejection.message } },
+      };
+      if (rejection.status === 503) answer.retryAfterSeconds = RETRY_AFTER_SECONDS;
       line.reason = rejection.message;
       if (!(error instanceof Rejection)) line.cause = (error as Error).message;
-      line.webhookId ??= ctx.get('webhook-id') || undefined;
+      line.webhookId ??= header(req, 'webhook-id') || undefined;
       if (error instanceof Rejection && error.claimedPredictionId) {
         line.predictionId = error.claimedPredictionId;
         line.unverified = true;
@@ -120,7 +146,7 @@ export function webhookRoute(options: WebhookRouteOptions) {
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     onDelivery?.(outcome, seconds);
     // A refused signature is at warn, at most once a second per reason; the rest stay at info.
-    const suppressed = ctx.status === 401 ? refusals.admit(String(line.reason)) : undefined;
+    const suppressed = answer.status === 401 ? refusals.admit(String(line.reason)) : undefined;
     if (suppressed) line.suppressedSinceLast = suppressed;
     const level =
       outcome === 'internal_error'
@@ -129,21 +155,41 @@ export function webhookRoute(options: WebhookRouteOptions) {
           ? 'warn'
           : 'info';
     logger[level](
-      { ...line, outcome, httpStatus: ctx.status, ms: Math.round(seconds * 1e4) / 10 },
+      { ...line, outcome, httpStatus: answer.status, ms: Math.round(seconds * 1e4) / 10 },
       'delivery',
     );
+    return answer;
   };
+}
+
+/** The webhook route on Koa, for the requests the ingest's direct path leaves to Koa. */
+export function webhookRoute(handle: WebhookHandler) {
+  return async function receiveWebhook(ctx: Context): Promise<void> {
+    const answer = await handle(ctx.req, ctx.query as DeliveryJob['query']);
+    ctx.status = answer.status;
+    ctx.body = answer.body;
+    if (answer.retryAfterSeconds !== undefined) {
+      ctx.set('Retry-After', String(answer.retryAfterSeconds));
+    }
+  };
+}
+
+/** A request header as one string; '' when absent (as Koa's `ctx.get`). */
+function header(req: IncomingMessage, name: string): string {
+  const value = req.headers[name];
+  return typeof value === 'string' ? value : (value?.[0] ?? '');
 }
 
 /** The delivery, and its prediction's JSON text as sent (stored as it is, see enqueue-delivery). */
 async function readDelivery(
-  ctx: Context,
+  req: IncomingMessage,
+  query: DeliveryJob['query'],
   options: WebhookRouteOptions,
 ): Promise<[DeliveryJob, string]> {
   const receivedAt = Date.now();
-  const declared = Number(ctx.get('content-length') || 0);
+  const declared = Number(header(req, 'content-length') || 0);
   if (declared > options.maxBodyBytes) throw tooLarge(options.maxBodyBytes);
-  if (!ctx.is('application/json', '+json')) {
+  if (!typeIs(req, ['application/json', '+json'])) {
     throw new Rejection(
       415,
       'unsupported_media_type',
@@ -151,12 +197,12 @@ async function readDelivery(
       'send Content-Type: application/json',
     );
   }
-  const raw = await readBody(ctx, options.maxBodyBytes);
+  const raw = await readBody(req, options.maxBodyBytes);
 
-  let webhookId = ctx.get('webhook-id');
-  let timestamp = Number(ctx.get('webhook-timestamp')) || 0;
+  let webhookId = header(req, 'webhook-id');
+  let timestamp = Number(header(req, 'webhook-timestamp')) || 0;
   if (!options.skipVerify) {
-    const verified = verifyWebhook(ctx.req.headers, raw, options.keys, {
+    const verified = verifyWebhook(req.headers, raw, options.keys, {
       toleranceSeconds: options.toleranceSeconds,
       now: receivedAt,
     });
@@ -178,15 +224,15 @@ async function readDelivery(
     webhookId,
     timestamp,
     receivedAt,
-    query: ctx.query as DeliveryJob['query'],
+    query,
     prediction: parsePrediction(raw, text),
   };
   return [delivery, text];
 }
 
-async function readBody(ctx: Context, limit: number): Promise<Buffer> {
+async function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
   try {
-    return await getRawBody(ctx.req, { limit, length: ctx.get('content-length') || undefined });
+    return await getRawBody(req, { limit, length: header(req, 'content-length') || undefined });
   } catch (error) {
     const type = (error as { type?: string }).type;
     if (type === 'entity.too.large') throw tooLarge(limit);

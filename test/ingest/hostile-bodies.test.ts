@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import type { Redis } from 'ioredis';
 import { createLogger } from '../../src/core/logger.js';
-import { createApp, WEBHOOK_PATH } from '../../src/ingest/app.js';
+import { createIngestListener, WEBHOOK_PATH } from '../../src/ingest/app.js';
 import type { DeliveryEnqueuer } from '../../src/ingest/enqueue-delivery.js';
 import { MAX_JSON_DEPTH, nestsDeeperThan } from '../../src/ingest/json-depth.js';
 import { makeSecret, samplePrediction, signedHeaders } from '../support/deliveries.js';
@@ -107,7 +107,7 @@ describe('a store that fails for a reason other than Redis', () => {
     const failing = {
       enqueueDelivery: () => Promise.reject(new Error('BullMQ could not encode the job')),
     } as unknown as DeliveryEnqueuer;
-    const app = createApp({
+    const listener = createIngestListener({
       enqueuer: failing,
       logger: createLogger({ level: 'silent' }),
       redis: {} as Redis,
@@ -117,7 +117,7 @@ describe('a store that fails for a reason other than Redis', () => {
       toleranceSeconds: 300,
       maxBodyBytes: 1024 * 1024,
     });
-    server = createServer(app.callback()).listen(0, '127.0.0.1');
+    server = createServer(listener).listen(0, '127.0.0.1');
     await new Promise((resolve) => server.once('listening', resolve));
     url = `http://127.0.0.1:${(server.address() as AddressInfo).port}${WEBHOOK_PATH}`;
   });

@@ -88,6 +88,27 @@ describe('POST /webhooks/replicate', () => {
     assert.deepEqual(await repeat.json(), { status: 'duplicate', id: headers['webhook-id'] });
   });
 
+  it('answers alike on the direct path and through Koa (the route spelled with a trailing slash)', async () => {
+    const seen = [];
+    for (const path of ['', '/']) {
+      const body = JSON.stringify(samplePrediction('succeeded'));
+      const accepted = await post(body, {}, `${path}?tag=a&tag=b&__proto__=x&plus=a+b`);
+      const answer = (await accepted.json()) as { status: string; id: string };
+      const stale = await post(body, { 'webhook-timestamp': '1' }, path);
+      const notJson = await post(body, { 'content-type': 'text/plain' }, path);
+      seen.push({
+        accepted: [accepted.status, answer.status, accepted.headers.get('content-type')],
+        query: (await storedJob(answer.id))?.query,
+        stale: [stale.status, await stale.json()],
+        notJson: [notJson.status, await notJson.json()],
+      });
+    }
+    const [direct, koa] = seen;
+    assert.deepEqual(direct, koa);
+    assert.deepEqual(direct?.accepted, [202, 'accepted', 'application/json; charset=utf-8']);
+    assert.deepEqual(direct?.query, { tag: ['a', 'b'], ['__proto__']: 'x', plus: 'a b' });
+  });
+
   it('stores fifty identical concurrent deliveries once: one accepted, forty-nine duplicate', async () => {
     const body = JSON.stringify(samplePrediction('succeeded'));
     const headers = signedHeaders(secret, body);
