@@ -132,41 +132,52 @@ describe('storeDelivery-11', () => {
 });
 
 describe('a job stored by storeDelivery and one stored by Queue.add', () => {
-  it('are the same, field by field', async () => {
-    const ours = setup('ours');
-    const theirs = setup('theirs');
-    const id = 'msg_contract';
-    const data = delivery(id);
-    assert.equal(await ours.enqueuer.enqueueDelivery(data), 'accepted');
-    await theirs.queue.add(DELIVERY_JOB_NAME, data, deliveryJobOptions(theirs.config, id));
+  const ids = ['msg_contract', '12', 'x'.repeat(31), 'y'.repeat(32), 'z'.repeat(200)];
+  for (const [index, id] of ids.entries()) {
+    it(`are the same, field by field (webhook-id ${id.slice(0, 40)})`, () =>
+      sameAsQueueAdd(`ours${index}`, `theirs${index}`, id));
+  }
 
-    const job = (prefix: string) => client.hgetall(`${prefix}:${QUEUE_NAME}:${id}`);
-    const [a, b] = await Promise.all([job('ours'), job('theirs')]);
-    // Stored a few milliseconds apart: only the clock may differ.
-    assert.ok(Math.abs(Number(a.timestamp) - Number(b.timestamp)) < 60_000);
-    assert.deepEqual({ ...a, timestamp: '' }, { ...b, timestamp: '' });
-    assert.deepEqual(Object.keys(a).sort(), Object.keys(b).sort());
-    assert.deepEqual(JSON.parse(a.data ?? ''), data);
-
-    // The same lists, markers and events around it.
-    const list = (prefix: string) => client.lrange(`${prefix}:${QUEUE_NAME}:wait`, 0, -1);
-    assert.deepEqual(await list('ours'), await list('theirs'));
-    const events = async (prefix: string) =>
-      (await client.xrange(`${prefix}:${QUEUE_NAME}:events`, '-', '+')).map(([, fields]) => fields);
-    assert.deepEqual(await events('ours'), await events('theirs'));
-    const marker = (prefix: string) => client.zrange(`${prefix}:${QUEUE_NAME}:marker`, 0, -1);
-    assert.deepEqual(await marker('ours'), await marker('theirs'));
-    const meta = (prefix: string) => client.hgetall(`${prefix}:${QUEUE_NAME}:meta`);
-    assert.deepEqual(await meta('ours'), await meta('theirs'));
-
-    // And BullMQ reads it back as the job it would have written.
-    const read = await ours.queue.getJob(id);
-    const written = await theirs.queue.getJob(id);
-    assert.deepEqual(read?.opts, written?.opts);
-    assert.deepEqual(read?.data, written?.data);
-    assert.equal(read?.name, written?.name);
+  it('come from the template encoder, whose check at start passed', () => {
+    assert.equal(setup('template').enqueuer.encoding, 'template');
   });
 });
+
+/** Stores `id`'s delivery through storeDelivery and through `Queue.add`, and compares all. */
+async function sameAsQueueAdd(oursPrefix: string, theirsPrefix: string, id: string) {
+  const ours = setup(oursPrefix);
+  const theirs = setup(theirsPrefix);
+  const data = delivery(id);
+  const jobId = jobIdFor(id);
+  assert.equal(await ours.enqueuer.enqueueDelivery(data), 'accepted');
+  await theirs.queue.add(DELIVERY_JOB_NAME, data, deliveryJobOptions(theirs.config, jobId));
+
+  const job = (prefix: string) => client.hgetall(`${prefix}:${QUEUE_NAME}:${jobId}`);
+  const [a, b] = await Promise.all([job(oursPrefix), job(theirsPrefix)]);
+  // Stored a few milliseconds apart: only the clock may differ.
+  assert.ok(Math.abs(Number(a.timestamp) - Number(b.timestamp)) < 60_000);
+  assert.deepEqual({ ...a, timestamp: '' }, { ...b, timestamp: '' });
+  assert.deepEqual(Object.keys(a).sort(), Object.keys(b).sort());
+  assert.deepEqual(JSON.parse(a.data ?? ''), data);
+
+  // The same lists, markers and events around it.
+  const list = (prefix: string) => client.lrange(`${prefix}:${QUEUE_NAME}:wait`, 0, -1);
+  assert.deepEqual(await list(oursPrefix), await list(theirsPrefix));
+  const events = async (prefix: string) =>
+    (await client.xrange(`${prefix}:${QUEUE_NAME}:events`, '-', '+')).map(([, fields]) => fields);
+  assert.deepEqual(await events(oursPrefix), await events(theirsPrefix));
+  const marker = (prefix: string) => client.zrange(`${prefix}:${QUEUE_NAME}:marker`, 0, -1);
+  assert.deepEqual(await marker(oursPrefix), await marker(theirsPrefix));
+  const meta = (prefix: string) => client.hgetall(`${prefix}:${QUEUE_NAME}:meta`);
+  assert.deepEqual(await meta(oursPrefix), await meta(theirsPrefix));
+
+  // And BullMQ reads it back as the job it would have written.
+  const read = await ours.queue.getJob(jobId);
+  const written = await theirs.queue.getJob(jobId);
+  assert.deepEqual(read?.opts, written?.opts);
+  assert.deepEqual(read?.data, written?.data);
+  assert.equal(read?.name, written?.name);
+}
 
 describe('oldestWaiting-1', () => {
   it('answers the timestamp of the job taken next, or nil when none waits', async () => {
