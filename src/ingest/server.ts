@@ -17,7 +17,7 @@ import { QueueFigureReader } from './queue-figures.js';
 import { ShardedEnqueuer } from './sharded-enqueuer.js';
 import { decodeSecret, type SigningKey } from './signature.js';
 import { StoreHealth } from './store-health.js';
-import type { DeliveryOutcome } from './webhook-route.js';
+import { type DeliveryOutcome, storeDeadlineMs } from './webhook-route.js';
 
 export interface IngestOptions {
   config: Config;
@@ -46,6 +46,9 @@ export interface IngestServer {
   close(): Promise<void>;
 }
 
+/** A store's deadline for a body under 1 MiB (webhook-route.ts). */
+const STORE_TIMEOUT_MS = 1000;
+
 /** How long the ingest waits for Redis before it listens anyway. */
 const READY_WAIT_MS = 2000;
 
@@ -62,7 +65,12 @@ export async function startIngest(options: IngestOptions): Promise<IngestServer>
   // Two connections: each script call checks its name against every script defined on its
   // connection, and BullMQ defines dozens. Stores (auto-pipelined every tick), readiness and
   // metrics go through `redis`, which holds only inlet's script; BullMQ's Queue gets its own.
-  const redis = connectRedis(config, { role: 'fail-fast', name: 'inlet:ingest' });
+  // Its command timeout backs up each store's own deadline, which grows with the body's size.
+  const redis = connectRedis(config, {
+    role: 'fail-fast',
+    name: 'inlet:ingest',
+    commandTimeoutMs: storeDeadlineMs(STORE_TIMEOUT_MS, config.INLET_MAX_BODY_BYTES),
+  });
   const queueRedis = connectRedis(config, { role: 'fail-fast', name: 'inlet:ingest:queue' });
   reportConnection(redis, logger);
   queueRedis.on('error', () => undefined); // reported once through `redis`, the same server
@@ -89,6 +97,7 @@ export async function startIngest(options: IngestOptions): Promise<IngestServer>
     skipVerify: config.INLET_INSECURE_SKIP_VERIFY,
     toleranceSeconds: config.WEBHOOK_TOLERANCE_SECONDS,
     maxBodyBytes: config.INLET_MAX_BODY_BYTES,
+    storeTimeoutMs: STORE_TIMEOUT_MS,
     onDelivery: (outcome, seconds) => {
       metrics.recordDelivery(outcome, seconds);
       options.onDelivery?.(outcome, seconds);

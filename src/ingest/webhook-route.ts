@@ -37,12 +37,25 @@ export interface WebhookRouteOptions {
   /** Told of every store's result, for readiness. */
   storeHealth?: StoreHealth;
   /**
-   * How long a store may take, from the moment it is issued, before the sender gets 503.
+   * How long the store of a delivery under 1 MiB may take, from the moment it is issued, before
+   * the sender gets 503; each further whole MiB of body adds {@link STORE_MS_PER_MIB}.
    * Measured here and not only by the connection's command timeout: auto-pipelined commands wait
    * for the batch before them, so under load a command's own timeout starts late.
    * @defaultValue `1000`
    */
   storeTimeoutMs?: number;
+}
+
+/**
+ * What each whole MiB of a body adds to its store's deadline. Redis copies, runs and appends a
+ * large delivery in proportion to its size: with a flat 1 s deadline, a 4 MiB delivery on a busy
+ * host was answered 503 although Redis was well.
+ */
+export const STORE_MS_PER_MIB = 1000;
+
+/** The deadline of the store of a `bytes`-long delivery (see `storeTimeoutMs`). */
+export function storeDeadlineMs(baseMs: number, bytes: number): number {
+  return baseMs + Math.floor(bytes / (1024 * 1024)) * STORE_MS_PER_MIB;
 }
 
 /** Seconds a sender should wait before retrying after a 503. */
@@ -241,11 +254,11 @@ async function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
 }
 
 /**
- * Stores the delivery, answering within `storeTimeoutMs` of the call whatever the connection is
- * doing, and tells {@link StoreHealth} how it went.
+ * Stores the delivery, answering within its deadline ({@link storeDeadlineMs}) of the call
+ * whatever the connection is doing, and tells {@link StoreHealth} how it went.
  */
 async function store(delivery: DeliveryJob, predictionJson: string, options: WebhookRouteOptions) {
-  const timeoutMs = options.storeTimeoutMs ?? 1000;
+  const timeoutMs = storeDeadlineMs(options.storeTimeoutMs ?? 1000, predictionJson.length);
   let timer: NodeJS.Timeout | undefined;
   const deadline = new Promise<never>((_, reject) => {
     timer = setTimeout(

@@ -67,4 +67,27 @@ describe('503 under load while Redis stalls', () => {
     process.stdout.write(`# ${statuses.length} answers, all 503: p50 ${p50} ms, max ${max} ms\n`);
     assert.ok(max < 1.8 * STORE_TIMEOUT_MS, `slowest 503 took ${max} ms (p50 ${p50})`);
   });
+
+  it('grows with the body: a 2.5 MiB delivery gets 2 s more before its 503', async () => {
+    const admin = redis.client();
+    await admin.call('CLIENT', 'PAUSE', '6000', 'ALL');
+    const prediction = { ...samplePrediction('succeeded'), logs: 'x'.repeat(2.5 * 1024 * 1024) };
+    const body = JSON.stringify(prediction);
+    const response = await fetch(`${url}/webhooks/replicate`, {
+      method: 'POST',
+      body,
+      headers: signedHeaders(secret, body),
+    });
+    await response.arrayBuffer();
+    await admin.call('CLIENT', 'UNPAUSE');
+    admin.disconnect();
+    assert.equal(response.status, 503);
+    const line = jsonLines(ingest.stdoutText()).find(
+      (entry) => entry.msg === 'delivery' && entry.predictionId === prediction.id,
+    );
+    // A timer never fires early: the lower bound is exact, the upper one leaves room for load.
+    const deadline = STORE_TIMEOUT_MS + 2 * 1000;
+    assert.ok((line?.ms as number) >= deadline, `answered after ${line?.ms} ms`);
+    assert.ok((line?.ms as number) < 1.8 * deadline, `answered after ${line?.ms} ms`);
+  });
 });
