@@ -10,7 +10,8 @@ export type RedisClient = Redis | Cluster;
 /**
  * How a connection behaves when Redis is away.
  * - `fail-fast`: the ingest's. Commands fail at once while disconnected and time out after
- *   `commandTimeoutMs`, so a sender gets a 503 within about a second instead of a hung request.
+ *   `commandTimeoutMs`, so that nothing waits on a hung Redis for ever (the ingest's route also
+ *   keeps its own, shorter deadline per store: a sender gets a 503, not a hung request).
  *   Commands issued in the same tick share one write (auto-pipelining).
  * - `patient`: workers' and tools'. Commands wait for the reconnect, as BullMQ workers require.
  */

@@ -46,7 +46,8 @@ export function createIngestListener(options: AppOptions): RequestListener {
   return (req, res) => {
     const url = req.url ?? '';
     if (req.method === 'POST' && url.startsWith(WEBHOOK_PATH)) {
-      const rest = url.slice(WEBHOOK_PATH.length);
+      // A fragment is no part of the query (as Koa's parseurl reads it).
+      const rest = url.slice(WEBHOOK_PATH.length).split('#', 1)[0] as string;
       if (rest === '' || rest.startsWith('?')) {
         answerDirectly(handle, req, res, parseQuery(rest.slice(1)), options.logger);
         return;
@@ -63,14 +64,21 @@ function answerDirectly(
   query: DeliveryJob['query'],
   logger: Logger,
 ): void {
-  handle(req, query).then(
-    (answer) => send(res, answer),
-    (error: unknown) => {
-      // The handler answers every failure itself; this is a fault in it, never a stack to a client.
-      logger.error({ err: error, path: WEBHOOK_PATH }, 'request failed');
-      send(res, { status: 500, body: { error: { code: 'internal', message: 'internal error' } } });
-    },
-  );
+  handle(req, query)
+    .then((answer) => send(res, answer))
+    .catch((error: unknown) => {
+      // The handler answers every refusal itself; this is a fault in it (or in its logging), and
+      // never a stack to a client nor an unhandled rejection that would end the process.
+      try {
+        logger.error({ err: error, path: WEBHOOK_PATH }, 'request failed');
+        send(res, {
+          status: 500,
+          body: { error: { code: 'internal', message: 'internal error' } },
+        });
+      } catch {
+        res.destroy();
+      }
+    });
 }
 
 function send(res: ServerResponse, answer: WebhookAnswer): void {

@@ -17,7 +17,11 @@ import { QueueFigureReader } from './queue-figures.js';
 import { ShardedEnqueuer } from './sharded-enqueuer.js';
 import { decodeSecret, type SigningKey } from './signature.js';
 import { StoreHealth } from './store-health.js';
-import { type DeliveryOutcome, storeDeadlineMs } from './webhook-route.js';
+import {
+  DEFAULT_STORE_TIMEOUT_MS,
+  type DeliveryOutcome,
+  storeDeadlineMs,
+} from './webhook-route.js';
 
 export interface IngestOptions {
   config: Config;
@@ -46,9 +50,6 @@ export interface IngestServer {
   close(): Promise<void>;
 }
 
-/** A store's deadline for a body under 1 MiB (webhook-route.ts). */
-const STORE_TIMEOUT_MS = 1000;
-
 /** How long the ingest waits for Redis before it listens anyway. */
 const READY_WAIT_MS = 2000;
 
@@ -69,7 +70,7 @@ export async function startIngest(options: IngestOptions): Promise<IngestServer>
   const redis = connectRedis(config, {
     role: 'fail-fast',
     name: 'inlet:ingest',
-    commandTimeoutMs: storeDeadlineMs(STORE_TIMEOUT_MS, config.INLET_MAX_BODY_BYTES),
+    commandTimeoutMs: storeDeadlineMs(DEFAULT_STORE_TIMEOUT_MS, config.INLET_MAX_BODY_BYTES),
   });
   const queueRedis = connectRedis(config, { role: 'fail-fast', name: 'inlet:ingest:queue' });
   reportConnection(redis, logger);
@@ -81,6 +82,11 @@ export async function startIngest(options: IngestOptions): Promise<IngestServer>
   }
   const queue = queues[0] as Queue<DeliveryJob>;
   const enqueuer = new ShardedEnqueuer(queues, redis, config);
+  if (enqueuer.encoding === 'bullmq') {
+    logger.warn(
+      "the installed msgpackr does not encode jobs as BullMQ's does: each delivery is encoded by BullMQ (slower); run npm ci",
+    );
+  }
   const metrics = new IngestMetrics({ clustered: options.clustered ?? false });
   const layout = layoutOf(config);
   metrics.readFrom(new QueueFigureReader(queues, redis, globalPrefix(layout)));
@@ -97,7 +103,6 @@ export async function startIngest(options: IngestOptions): Promise<IngestServer>
     skipVerify: config.INLET_INSECURE_SKIP_VERIFY,
     toleranceSeconds: config.WEBHOOK_TOLERANCE_SECONDS,
     maxBodyBytes: config.INLET_MAX_BODY_BYTES,
-    storeTimeoutMs: STORE_TIMEOUT_MS,
     onDelivery: (outcome, seconds) => {
       metrics.recordDelivery(outcome, seconds);
       options.onDelivery?.(outcome, seconds);

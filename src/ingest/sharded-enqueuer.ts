@@ -33,6 +33,11 @@ export class ShardedEnqueuer {
     );
   }
 
+  /** How the shards encode jobs ({@link DeliveryEnqueuer.encoding}); all shards alike. */
+  get encoding(): DeliveryEnqueuer['encoding'] {
+    return (this.shards[0] as DeliveryEnqueuer).encoding;
+  }
+
   /** {@link DeliveryEnqueuer.enqueueDelivery} on the shard of the delivery's prediction. */
   enqueueDelivery(delivery: DeliveryJob, predictionJson?: string): Promise<EnqueueOutcome> {
     const shard = this.shards[shardOf(delivery.prediction.id, this.shards.length)];

@@ -38,7 +38,8 @@ export interface WebhookRouteOptions {
   storeHealth?: StoreHealth;
   /**
    * How long the store of a delivery under 1 MiB may take, from the moment it is issued, before
-   * the sender gets 503; each further whole MiB of body adds {@link STORE_MS_PER_MIB}.
+   * the sender gets 503; each further whole MiB of body adds {@link STORE_MS_PER_MIB}, up to
+   * {@link MAX_STORE_DEADLINE_MS}.
    * Measured here and not only by the connection's command timeout: auto-pipelined commands wait
    * for the batch before them, so under load a command's own timeout starts late.
    * @defaultValue `1000`
@@ -53,9 +54,19 @@ export interface WebhookRouteOptions {
  */
 export const STORE_MS_PER_MIB = 1000;
 
+/** A store's deadline for a delivery under 1 MiB: the README's "503 within about a second". */
+export const DEFAULT_STORE_TIMEOUT_MS = 1000;
+
+/**
+ * The longest any store waits, whatever its size: under the ingest's default 10 s shutdown drain,
+ * so that a store in flight at SIGTERM is still answered.
+ */
+export const MAX_STORE_DEADLINE_MS = 9000;
+
 /** The deadline of the store of a `bytes`-long delivery (see `storeTimeoutMs`). */
 export function storeDeadlineMs(baseMs: number, bytes: number): number {
-  return baseMs + Math.floor(bytes / (1024 * 1024)) * STORE_MS_PER_MIB;
+  const grown = baseMs + Math.floor(bytes / (1024 * 1024)) * STORE_MS_PER_MIB;
+  return Math.max(baseMs, Math.min(grown, MAX_STORE_DEADLINE_MS));
 }
 
 /** Seconds a sender should wait before retrying after a 503. */
@@ -110,7 +121,8 @@ export interface WebhookAnswer {
 
 /**
  * Handles one `POST /webhooks/replicate` on Node's own request, whatever framework carries it:
- * the ingest's direct path (app.ts) and its Koa route both call it. Never rejects.
+ * the ingest's direct path (app.ts) and its Koa route both call it. Every refusal is an answer;
+ * it rejects only on a fault in its own metrics hook or logging.
  */
 export type WebhookHandler = (
   req: IncomingMessage,
@@ -131,11 +143,11 @@ export function webhookHandler(options: WebhookRouteOptions): WebhookHandler {
     let outcome: DeliveryOutcome;
     let answer: WebhookAnswer;
     try {
-      const [delivery, predictionJson] = await readDelivery(req, query, options);
+      const { delivery, predictionJson, bytes } = await readDelivery(req, query, options);
       line.webhookId = delivery.webhookId;
       line.predictionId = delivery.prediction.id;
       line.predictionStatus = delivery.prediction.status;
-      outcome = await store(delivery, predictionJson, options);
+      outcome = await store(delivery, predictionJson, bytes, options);
       answer = {
         status: outcome === 'accepted' ? 202 : 200,
         body: { status: outcome, id: delivery.webhookId },
@@ -193,12 +205,15 @@ function header(req: IncomingMessage, name: string): string {
   return typeof value === 'string' ? value : (value?.[0] ?? '');
 }
 
-/** The delivery, and its prediction's JSON text as sent (stored as it is, see enqueue-delivery). */
+/**
+ * The delivery, its prediction's JSON text as sent (stored as it is, see enqueue-delivery) and
+ * the body's length in bytes.
+ */
 async function readDelivery(
   req: IncomingMessage,
   query: DeliveryJob['query'],
   options: WebhookRouteOptions,
-): Promise<[DeliveryJob, string]> {
+): Promise<{ delivery: DeliveryJob; predictionJson: string; bytes: number }> {
   const receivedAt = Date.now();
   const declared = Number(header(req, 'content-length') || 0);
   if (declared > options.maxBodyBytes) throw tooLarge(options.maxBodyBytes);
@@ -240,7 +255,7 @@ async function readDelivery(
     query,
     prediction: parsePrediction(raw, text),
   };
-  return [delivery, text];
+  return { delivery, predictionJson: text, bytes: raw.length };
 }
 
 async function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
@@ -257,8 +272,13 @@ async function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
  * Stores the delivery, answering within its deadline ({@link storeDeadlineMs}) of the call
  * whatever the connection is doing, and tells {@link StoreHealth} how it went.
  */
-async function store(delivery: DeliveryJob, predictionJson: string, options: WebhookRouteOptions) {
-  const timeoutMs = storeDeadlineMs(options.storeTimeoutMs ?? 1000, predictionJson.length);
+async function store(
+  delivery: DeliveryJob,
+  predictionJson: string,
+  bytes: number,
+  options: WebhookRouteOptions,
+) {
+  const timeoutMs = storeDeadlineMs(options.storeTimeoutMs ?? DEFAULT_STORE_TIMEOUT_MS, bytes);
   let timer: NodeJS.Timeout | undefined;
   const deadline = new Promise<never>((_, reject) => {
     timer = setTimeout(

@@ -107,6 +107,24 @@ describe('POST /webhooks/replicate', () => {
     assert.deepEqual(direct, koa);
     assert.deepEqual(direct?.accepted, [202, 'accepted', 'application/json; charset=utf-8']);
     assert.deepEqual(direct?.query, { tag: ['a', 'b'], ['__proto__']: 'x', plus: 'a b' });
+
+    // A fragment (which fetch never sends, but a raw client may) is no part of the query.
+    const body = JSON.stringify(samplePrediction('succeeded'));
+    const { port } = new URL(ingest.url);
+    const answer = await new Promise<{ id: string }>((resolve, reject) => {
+      const path = '/webhooks/replicate?a=1#frag';
+      const headers = signedHeaders(secret, body);
+      request({ host: '127.0.0.1', port, path, method: 'POST', headers }, (res) => {
+        let text = '';
+        res.on('data', (chunk) => {
+          text += chunk;
+        });
+        res.on('end', () => resolve(JSON.parse(text)));
+      })
+        .on('error', reject)
+        .end(body);
+    });
+    assert.deepEqual((await storedJob(answer.id))?.query, { a: '1' });
   });
 
   it('stores fifty identical concurrent deliveries once: one accepted, forty-nine duplicate', async () => {

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { MAX_STORE_DEADLINE_MS, storeDeadlineMs } from '../../src/ingest/webhook-route.js';
 import { type CliProcess, jsonLines, spawnTestIngest, stopCli } from '../support/cli.js';
 import { makeSecret, samplePrediction, signedHeaders } from '../support/deliveries.js';
 import { TestRedis } from '../support/redis-server.js';
@@ -7,6 +8,16 @@ import { TestRedis } from '../support/redis-server.js';
 /** The ingest's store deadline (its default, and the README's "about a second"). */
 const STORE_TIMEOUT_MS = 1000;
 const SENDERS = 100;
+
+describe('a store deadline', () => {
+  it('grows by a second a whole MiB, from the base and never past the cap', () => {
+    const MiB = 1024 * 1024;
+    assert.equal(storeDeadlineMs(1000, 900), 1000);
+    assert.equal(storeDeadlineMs(1000, MiB - 1), 1000);
+    assert.equal(storeDeadlineMs(1000, 2.5 * MiB), 3000);
+    assert.equal(storeDeadlineMs(1000, 1024 * MiB), MAX_STORE_DEADLINE_MS);
+  });
+});
 
 describe('503 under load while Redis stalls', () => {
   const secret = makeSecret();
