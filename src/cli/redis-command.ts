@@ -1,4 +1,5 @@
 import { type Config, ConfigError, loadConfig, redactUrl } from '../core/config.js';
+import { withDeadline } from '../core/deadline.js';
 import { closeRedis, createRedis, type RedisClient } from '../core/redis.js';
 import { announceRedis, redisTarget } from './redis-target.js';
 
@@ -29,11 +30,8 @@ export async function withRedis<T>(
 
 /** A patient client would wait for ever: give up after a few seconds, in one line. */
 export async function reachable(redis: RedisClient, url: string): Promise<void> {
-  const timeout = new Promise<never>((_, reject) => {
-    setTimeout(() => reject(new Error('timeout')), 5_000).unref();
-  });
   try {
-    await Promise.race([redis.ping(), timeout]);
+    await withDeadline(redis.ping(), 5_000, () => new Error('timeout'));
   } catch {
     throw new ConfigError(
       `cannot reach Redis at ${redactUrl(url)}: set REDIS_URL to the Redis inlet uses, or run this where inlet dev runs`,

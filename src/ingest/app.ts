@@ -1,6 +1,7 @@
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
 import Router from '@koa/router';
 import Koa from 'koa';
+import { withDeadline } from '../core/deadline.js';
 import type { DeliveryJob } from '../core/job.js';
 import type { Logger } from '../core/logger.js';
 import type { RedisClient } from '../core/redis.js';
@@ -151,9 +152,10 @@ function readiness(options: AppOptions): Koa.Middleware {
     let reason: string | undefined;
     let detail: string | undefined;
     try {
-      const answers = await withTimeout(
+      const answers = await withDeadline(
         Promise.all(probeKeys.map((key) => options.redis.set(key, '1', 'PX', 10_000))),
         PROBE_TIMEOUT_MS,
+        () => new Error(`no answer in ${PROBE_TIMEOUT_MS} ms`),
       );
       const refused = answers.find((answer) => answer !== 'OK');
       if (refused !== undefined) throw new Error(`SET answered ${String(refused)}`);
@@ -173,14 +175,6 @@ function readiness(options: AppOptions): Koa.Middleware {
     ctx.status = reason === undefined ? 200 : 503;
     ctx.body = reason === undefined ? { status: 'ready' } : { status: 'unavailable', reason };
   };
-}
-
-function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`no answer in ${ms} ms`)), ms);
-  });
-  return Promise.race([promise, deadline]).finally(() => clearTimeout(timer));
 }
 
 /** Turns every unanswered path and every unexpected error into a JSON answer, never a stack. */

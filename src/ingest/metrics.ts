@@ -7,6 +7,7 @@ import {
   type Metric,
   Registry,
 } from 'prom-client';
+import { withDeadline } from '../core/deadline.js';
 import { QUEUE_NAME } from '../core/job.js';
 import { RUN_BUCKETS, type WorkerEvent, type WorkerFigures } from '../core/worker-figures.js';
 import { clusterMetricsText, shareWithPrimary } from './cluster-metrics.js';
@@ -124,7 +125,12 @@ export class IngestMetrics {
   private figures(): Promise<QueueFigures | undefined> {
     const reader = this.reader;
     if (!reader) return Promise.resolve(undefined);
-    this.scrape ??= withTimeout(reader.read(), this.readTimeoutMs)
+    const ms = this.readTimeoutMs;
+    this.scrape ??= withDeadline(
+      reader.read(),
+      ms,
+      () => new Error(`Redis did not answer within ${ms} ms`),
+    )
       .catch(() => undefined)
       .finally(() => {
         this.scrape = undefined;
@@ -266,12 +272,4 @@ class RunDurationHistogram {
 
   /** The figures live in Redis; there is nothing here to reset. */
   reset(): void {}
-}
-
-function withTimeout<T>(work: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`Redis did not answer within ${ms} ms`)), ms);
-  });
-  return Promise.race([work, timeout]).finally(() => clearTimeout(timer));
 }

@@ -3,6 +3,7 @@ import type { IncomingMessage } from 'node:http';
 import type { Context } from 'koa';
 import getRawBody from 'raw-body';
 import typeIs from 'type-is';
+import { withDeadline } from '../core/deadline.js';
 import { type DeliveryJob, WEBHOOK_ID_PATTERN } from '../core/job.js';
 import type { Logger } from '../core/logger.js';
 import { isPredictionStatus, type Prediction } from '../core/prediction.js';
@@ -279,25 +280,17 @@ async function store(
   options: WebhookRouteOptions,
 ) {
   const timeoutMs = storeDeadlineMs(options.storeTimeoutMs ?? DEFAULT_STORE_TIMEOUT_MS, bytes);
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new StoreUnavailableError(`Redis did not confirm the write in ${timeoutMs} ms`)),
-      timeoutMs,
-    );
-  });
   try {
-    const outcome = await Promise.race([
+    const outcome = await withDeadline(
       options.enqueuer.enqueueDelivery(delivery, predictionJson),
-      deadline,
-    ]);
+      timeoutMs,
+      () => new StoreUnavailableError(`Redis did not confirm the write in ${timeoutMs} ms`),
+    );
     options.storeHealth?.succeeded();
     return outcome;
   } catch (error) {
     if (error instanceof StoreUnavailableError) options.storeHealth?.failed(error.message);
     throw error;
-  } finally {
-    clearTimeout(timer);
   }
 }
 

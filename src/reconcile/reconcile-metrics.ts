@@ -1,6 +1,7 @@
 import { once } from 'node:events';
 import { createServer, type Server } from 'node:http';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { withDeadline } from '../core/deadline.js';
 import type { RedisClient as Redis } from '../core/redis.js';
 import { storedFiguresKey, storedFiguresText } from '../processors/output-store/stored-figures.js';
 import type { PassReport } from './reconcile-pass.js';
@@ -63,12 +64,11 @@ export class ReconcileMetrics implements ReconcileObserver {
   async text(redis?: Redis, prefix = 'inlet'): Promise<string> {
     let stored = '';
     if (redis) {
-      const timeout = new Promise<never>((_, reject) => {
-        setTimeout(() => reject(new Error('timeout')), 1000).unref();
-      });
-      const hash = await Promise.race([redis.hgetall(storedFiguresKey(prefix)), timeout]).catch(
-        () => undefined,
-      );
+      const hash = await withDeadline(
+        redis.hgetall(storedFiguresKey(prefix)),
+        1000,
+        () => new Error('timeout'),
+      ).catch(() => undefined);
       if (hash) stored = storedFiguresText(hash);
     }
     return `${await this.registry.metrics()}${stored}`;
