@@ -170,7 +170,11 @@ function probe(webhookId: string, receivedAt: number): DeliveryJob {
 function jobData(delivery: DeliveryJob, predictionJson: string | undefined): string {
   if (predictionJson === undefined) return JSON.stringify(delivery);
   const { prediction: _, ...rest } = delivery;
-  const head = JSON.stringify(rest); // `{"webhookId":…,"query":{…}}`
+  return withPrediction(JSON.stringify(rest), predictionJson);
+}
+
+/** `{"webhookId":…,"query":{…}}` (the job's JSON without its prediction) with the prediction. */
+function withPrediction(head: string, predictionJson: string): string {
   return `${head.slice(0, -1)},"prediction":${predictionJson}}`;
 }
 
@@ -202,7 +206,7 @@ function bullmqEncoder(queue: Queue<DeliveryJob>, config: Config): AddArgumentsE
     }
     if (predictionJson !== undefined) {
       const head = call.args[BULLMQ_ADD_KEYS + 1] as string;
-      call.args[BULLMQ_ADD_KEYS + 1] = `${head.slice(0, -1)},"prediction":${predictionJson}}`;
+      call.args[BULLMQ_ADD_KEYS + 1] = withPrediction(head, predictionJson);
     }
     return call.args;
   };
