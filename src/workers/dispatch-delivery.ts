@@ -3,6 +3,7 @@ import { DelayedError, type Job, UnrecoverableError } from 'bullmq';
 import type { DeliveryJob } from '../core/job.js';
 import type { Logger } from '../core/logger.js';
 import { isPredictionStatus, isTerminal } from '../core/prediction.js';
+import type { WorkerEvent } from '../core/worker-figures.js';
 import { busyDelay, MAX_BACKOFF_MS } from './backoff.js';
 import type { FailedRun, Ledger } from './counted-ledger.js';
 import type { LazyAbort } from './lazy-abort.js';
@@ -91,7 +92,7 @@ export class DeliveryDispatcher {
             ? 'terminal delivery disagrees with the recorded terminal state: recorded, not dispatched'
             : 'delivery arrived after the terminal state: recorded, not dispatched',
         );
-        await this.options.ledger.complete(delivery, undefined, 'skipped_after_terminal');
+        this.finish(delivery, undefined, 'skipped_after_terminal', log);
         return { outcome: 'skipped_after_terminal', recordedStatus: begun.recordedStatus };
       }
       case 'done':
@@ -102,7 +103,7 @@ export class DeliveryDispatcher {
             ? 'delivery processed: no processor wants this status'
             : 'every processor already succeeded: nothing to run',
         );
-        await this.options.ledger.complete(delivery, undefined, 'processed');
+        this.finish(delivery, undefined, 'processed', log);
         return { outcome: 'already_done' };
       case 'busy': {
         const delay = busyDelay(begun.waits);
@@ -189,9 +190,7 @@ export class DeliveryDispatcher {
       const release = abandoned ? undefined : lockToken;
       return this.failTry(job, delivery, release, failures, failedRuns, log);
     }
-    const last = outcome.unrecorded;
-    const first = await this.options.ledger.complete(delivery, lockToken, 'processed', last);
-    if (!first) ranTwice(log, last?.processor);
+    this.finish(delivery, lockToken, 'processed', log, outcome.unrecorded);
     // One line per delivery at info, as on the ingest; each processor's own line is at debug.
     this.options.logger.info(
       { ...fields(delivery), status: delivery.status, ran, ms },
@@ -253,6 +252,34 @@ export class DeliveryDispatcher {
       }
     }
     return outcome;
+  }
+
+  /**
+   * Ends the delivery in the ledger (with the try's last success, when given) without waiting
+   * for Redis's answer: the ledger sends it on the connection BullMQ completes the job on next,
+   * so Redis records the end first and both leave in one write (PredictionLedger.complete).
+   * The answer comes later: a second run of a terminal processor, or a call Redis refused twice
+   * (the job is completed anyway: its processors ran), is logged at error then.
+   */
+  private finish(
+    delivery: DeliveryRef,
+    lockToken: string | undefined,
+    event: WorkerEvent,
+    log: LazyLog,
+    last?: { processor: string; seconds: number },
+  ): void {
+    this.options.ledger.complete(delivery, lockToken, event, last).then(
+      (first) => {
+        if (!first) ranTwice(log, last?.processor);
+      },
+      (error: Error) =>
+        log().error(
+          { err: error.message, processor: last?.processor },
+          last
+            ? 'could not record the last success in the ledger: a later delivery of this prediction may run that processor again'
+            : 'could not record the end of the delivery in the ledger: its progress expires on its own',
+        ),
+    );
   }
 
   /** Records one processor's success before the next one starts. */

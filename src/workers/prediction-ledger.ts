@@ -1,4 +1,4 @@
-import type { ChainableCommander } from 'ioredis';
+import { type ChainableCommander, Redis as SingleRedis } from 'ioredis';
 import type { PredictionStatus } from '../core/prediction.js';
 import type { RedisClient as Redis } from '../core/redis.js';
 import { beginDelivery3 } from '../core/scripts/begin-delivery-3.js';
@@ -80,9 +80,17 @@ export interface LockHold {
  * | worker dies   | BullMQ's stall check hands the job on       | lapses after `lockTtlMs`   |
  */
 export class PredictionLedger {
+  /** Whether {@link completeOn}'s socket is corked until the end of this tick. */
+  private corked = false;
+
   constructor(
     private readonly redis: Redis,
     private readonly options: LedgerOptions,
+    /**
+     * The connection BullMQ completes this ledger's jobs on (the worker's): {@link complete}
+     * goes out on it. The ledger's own connection when left out.
+     */
+    private readonly completeOn: Redis = redis,
   ) {
     defineScripts(
       redis,
@@ -92,6 +100,7 @@ export class PredictionLedger {
       renewPredictionLock1,
       releasePredictionLock1,
     );
+    if (completeOn !== redis) defineScripts(completeOn, finishDelivery3);
   }
 
   /**
@@ -174,14 +183,18 @@ export class PredictionLedger {
    * try's last processor, see finishDelivery-3), releases the lock when `token` holds it and
    * forgets the delivery's progress. Resolves `false` only when another try had recorded that
    * terminal processor's success for the prediction, as {@link markDone} does.
+   *
+   * The call goes out on the connection BullMQ completes the job on, and a worker does not wait
+   * for its answer before handing BullMQ the job's result: Redis runs one connection's commands
+   * in order, so the delivery's end is recorded before its job is completed, and BullMQ's
+   * moveToFinished leaves in the same write (the socket is corked until the end of the tick).
+   * That saved a round trip per delivery: about 20 µs of Redis CPU a delivery, a fifth of the
+   * worker's share (CHANGELOG). A call Redis refused is sent once more on the ledger's own
+   * connection.
    */
-  async complete(
-    delivery: DeliveryRef,
-    token: string | undefined,
-    processor?: string,
-  ): Promise<boolean> {
+  complete(delivery: DeliveryRef, token: string | undefined, processor?: string): Promise<boolean> {
     const { prefix, retentionSeconds } = this.options;
-    const first = await this.redis.finishDelivery(
+    const args = [
       ledgerKeys.prediction(prefix, delivery.predictionId),
       ledgerKeys.lock(prefix, delivery.predictionId),
       ledgerKeys.delivery(prefix, delivery.webhookId),
@@ -190,8 +203,30 @@ export class PredictionLedger {
       delivery.terminal ? '1' : '0',
       delivery.webhookId,
       retentionSeconds,
-    );
-    return first === 1;
+    ] as const;
+    this.corkForTick();
+    const sent = this.completeOn.finishDelivery(...args);
+    const answered =
+      this.completeOn === this.redis ? sent : sent.catch(() => this.redis.finishDelivery(...args));
+    return answered.then((first) => first === 1);
+  }
+
+  /**
+   * Holds {@link completeOn}'s writes until the end of the tick, so that the commands issued in
+   * it (a delivery's end, then BullMQ's completion of its job, in the microtasks after the
+   * dispatcher returns) leave in one write. Only on a single Redis that is connected: a
+   * cluster's commands go out on each node's own connection.
+   */
+  private corkForTick(): void {
+    if (this.corked || !(this.completeOn instanceof SingleRedis)) return;
+    const stream = this.completeOn.status === 'ready' ? this.completeOn.stream : undefined;
+    if (!stream || stream.destroyed) return;
+    this.corked = true;
+    stream.cork();
+    setImmediate(() => {
+      this.corked = false;
+      stream.uncork();
+    });
   }
 
   /**

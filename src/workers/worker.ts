@@ -81,11 +81,16 @@ export async function startWorker(options: WorkerStartOptions): Promise<InletWor
   const concurrency = Math.max(1, Math.ceil(config.WORKER_CONCURRENCY / shards.length));
   const parts = shards.map((shard) => {
     const ledger = new CountedLedger(
-      new PredictionLedger(ledgerRedis, {
-        prefix: recordPrefix(layout, shard),
-        lockTtlMs: config.INLET_LOCK_DURATION_MS,
-        retentionSeconds,
-      }),
+      new PredictionLedger(
+        ledgerRedis,
+        {
+          prefix: recordPrefix(layout, shard),
+          lockTtlMs: config.INLET_LOCK_DURATION_MS,
+          retentionSeconds,
+        },
+        // A delivery's end goes out just before BullMQ completes its job, on BullMQ's connection.
+        redis,
+      ),
       figures,
       figurePrefix,
     );

@@ -25,6 +25,8 @@ class LedgerDouble implements Ledger {
   constructor(
     private readonly answer: BeginOutcome,
     private readonly firstRun = true,
+    /** What `complete` answers, when not the usual. */
+    private readonly completed?: Promise<boolean>,
   ) {}
 
   async begin(_delivery: DeliveryRef, token: string): Promise<BeginOutcome> {
@@ -51,7 +53,7 @@ class LedgerDouble implements Ledger {
       token,
       detail: done ? `${event} ${done.processor}` : event,
     });
-    return done ? this.firstRun : true;
+    return this.completed ?? (done ? this.firstRun : true);
   }
   async fail(_d: DeliveryRef, token: string | undefined, failure: { final: boolean }) {
     this.calls.push({ step: 'fail', token, detail: failure.final });
@@ -175,9 +177,37 @@ describe('DeliveryDispatcher', () => {
     const ledger = new LedgerDouble({ kind: 'run', pending: ['a'] }, false);
     const { dispatcher: d, logs } = dispatcher(ledger, [ok('a')]);
     await d.dispatch(jobFor('succeeded').job, 'tok');
+    await new Promise((resolve) => setImmediate(resolve)); // the ledger's answer, handled
     const alarm = logs.lines.filter((l) => String(l.msg).includes('ran a second time'));
     assert.equal(alarm.length, 1);
     assert.equal(alarm[0]?.level, 50);
+  });
+
+  it('hands BullMQ the result without waiting for the ledger to confirm the end', async () => {
+    // PredictionLedger.complete sends the end on BullMQ's connection: Redis runs it before the
+    // job's completion, which must follow in the same write, so the dispatcher cannot wait.
+    const never = new Promise<boolean>(() => undefined);
+    const ledger = new LedgerDouble({ kind: 'run', pending: ['a'] }, true, never);
+    const { dispatcher: d } = dispatcher(ledger, [ok('a')]);
+    assert.deepEqual(await d.dispatch(jobFor('succeeded').job, 'tok'), {
+      outcome: 'processed',
+      ran: ['a'],
+    });
+    assert.deepEqual(ledger.steps(), ['begin', 'hold', 'unhold', 'complete']);
+  });
+
+  it('an end the ledger could not record is logged at error, naming the processor', async () => {
+    const refused = Promise.reject(new Error('NOPERM'));
+    refused.catch(() => undefined);
+    const ledger = new LedgerDouble({ kind: 'run', pending: ['a'] }, true, refused);
+    const { dispatcher: d, logs } = dispatcher(ledger, [ok('a')]);
+    await d.dispatch(jobFor('succeeded').job, 'tok');
+    await new Promise((resolve) => setImmediate(resolve));
+    const errors = logs.lines.filter((l) => Number(l.level) >= 50);
+    assert.equal(errors.length, 1);
+    assert.equal(errors[0]?.processor, 'a');
+    assert.equal(errors[0]?.err, 'NOPERM');
+    assert.match(String(errors[0]?.msg), /may run that processor again/);
   });
 
   it('a failure: the other processors still run, the lock is released with the failure', async () => {
