@@ -29,6 +29,8 @@ export interface Ledger {
   /**
    * Ends the delivery; with `done`, records that processor's success first, in the same step.
    * Resolves `false` only when another try had recorded that terminal processor's success.
+   * The dispatcher does not wait for it before handing BullMQ the job's result (see
+   * PredictionLedger.complete).
    */
   complete(
     delivery: DeliveryRef,
