@@ -12,7 +12,8 @@ export type RedisClient = Redis | Cluster;
  * - `fail-fast`: the ingest's. Commands fail at once while disconnected and time out after
  *   `commandTimeoutMs`, so that nothing waits on a hung Redis for ever (the ingest's route also
  *   keeps its own, shorter deadline per store: a sender gets a 503, not a hung request).
- *   Commands issued in the same tick share one write (auto-pipelining).
+ *   On a cluster, commands issued in the same tick share one write per node (auto-pipelining);
+ *   on a single Redis the ingest groups its stores with {@link corkUntilImmediate} instead.
  * - `patient`: workers' and tools'. Commands wait for the reconnect, as BullMQ workers require.
  */
 export type ConnectionRole = 'fail-fast' | 'patient';
@@ -57,10 +58,35 @@ export function createRedis(url: string, options: ConnectionOptions): RedisClien
           maxRetriesPerRequest: 0,
           autoResendUnfulfilledCommands: false,
           commandTimeout: options.commandTimeoutMs ?? 1000,
-          enableAutoPipelining: true,
         }
       : { maxRetriesPerRequest: null, enableOfflineQueue: true };
   return new Redis(url, { ...common, ...roleOptions });
+}
+
+/** Sockets held by {@link corkUntilImmediate} until the event loop's next check phase. */
+const corkedSockets = new WeakSet<object>();
+
+/**
+ * Holds `redis`'s writes until the event loop's check phase (`setImmediate`), so that the
+ * commands sent in this turn of the loop (the stores of every request parsed in it, or a
+ * delivery's end and BullMQ's completion of its job) leave in one write, which Redis reads once.
+ * Each command keeps its own reply: unlike ioredis's auto-pipelining, which sends one pipeline
+ * at a time and queues everything else behind it, a command waits for nothing but its turn.
+ * Under load that queue kept each store's objects alive across collections: the ingest promoted
+ * about 2.5 KB a request to the old space and peaked at 182 MB RSS, against 123 MB corked.
+ * Only on a single Redis that is connected; a cluster's commands go out on each node's own
+ * connection, auto-pipelined.
+ */
+export function corkUntilImmediate(redis: RedisClient): void {
+  if (!(redis instanceof Redis) || redis.status !== 'ready') return;
+  const stream = redis.stream;
+  if (stream.destroyed || corkedSockets.has(stream)) return;
+  corkedSockets.add(stream);
+  stream.cork();
+  setImmediate(() => {
+    corkedSockets.delete(stream);
+    stream.uncork();
+  });
 }
 
 /**

@@ -8,7 +8,7 @@ import {
   jobIdFor,
   keys,
 } from '../core/job.js';
-import type { RedisClient } from '../core/redis.js';
+import { corkUntilImmediate, type RedisClient } from '../core/redis.js';
 import { defineScripts } from '../core/scripts/redis-script.js';
 import { BULLMQ_ADD_KEYS, storeDelivery11 } from '../core/scripts/store-delivery-11.js';
 
@@ -36,11 +36,11 @@ export interface EnqueueOptions {
  * Stores accepted deliveries exactly once per `webhook-id`, and remembers each id for the
  * de-duplication window so that a repeat is recognised even after its job was removed.
  *
- * One delivery is one script call (storeDelivery-11, src/core/scripts/), on an auto-pipelined
- * connection: the calls of the requests parsed in one turn of the event loop share a single write
- * and round trip. The job's fields are encoded from a template BullMQ itself encoded (see
- * {@link addArgumentsEncoder}), so workers, the dashboard and `inlet replay` read exactly what
- * `Queue.add` would have written.
+ * One delivery is one script call (storeDelivery-11, src/core/scripts/); the calls of the
+ * requests parsed in one turn of the event loop share a single write ({@link corkUntilImmediate};
+ * on a cluster, ioredis's auto-pipelining). The job's fields are encoded from a template BullMQ
+ * itself encoded (see {@link addArgumentsEncoder}), so workers, the dashboard and `inlet replay`
+ * read exactly what `Queue.add` would have written.
  */
 export class DeliveryEnqueuer {
   private readonly redis: RedisClient;
@@ -75,6 +75,7 @@ export class DeliveryEnqueuer {
     const bullmqArgs = this.encode(delivery, predictionJson, jobId);
     let result: number;
     try {
+      corkUntilImmediate(this.redis);
       result = await this.redis.storeDelivery(
         ...bullmqArgs.slice(0, BULLMQ_ADD_KEYS),
         keys.seen(this.options.seenPrefix ?? this.config.INLET_PREFIX, delivery.webhookId),

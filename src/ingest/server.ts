@@ -64,7 +64,7 @@ export async function startIngest(options: IngestOptions): Promise<IngestServer>
   }
 
   // Two connections: each script call checks its name against every script defined on its
-  // connection, and BullMQ defines dozens. Stores (auto-pipelined every tick), readiness and
+  // connection, and BullMQ defines dozens. Stores (one write per tick), readiness and
   // metrics go through `redis`, which holds only inlet's script; BullMQ's Queue gets its own.
   // On a single Redis its command timeout backs up each store's own deadline, which grows with
   // the body's size. On a cluster it stays at 1 s, so a large store there still gets 1 s: with

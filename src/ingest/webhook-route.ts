@@ -41,8 +41,9 @@ export interface WebhookRouteOptions {
    * How long the store of a delivery under 1 MiB may take, from the moment it is issued, before
    * the sender gets 503; each further whole MiB of body adds {@link STORE_MS_PER_MIB}, up to
    * {@link MAX_STORE_DEADLINE_MS}.
-   * Measured here and not only by the connection's command timeout: auto-pipelined commands wait
-   * for the batch before them, so under load a command's own timeout starts late.
+   * Measured here and not only by the connection's command timeout: it covers the whole store
+   * (with `INLET_MIN_REPLICAS`, the `WAIT` after it too), and on a cluster an auto-pipelined
+   * command waits for the batch before it, so under load its own timeout starts late.
    * @defaultValue `1000`
    */
   storeTimeoutMs?: number;

@@ -1,6 +1,6 @@
-import { type ChainableCommander, Redis as SingleRedis } from 'ioredis';
+import type { ChainableCommander } from 'ioredis';
 import type { PredictionStatus } from '../core/prediction.js';
-import type { RedisClient as Redis } from '../core/redis.js';
+import { corkUntilImmediate, type RedisClient as Redis } from '../core/redis.js';
 import { beginDelivery3 } from '../core/scripts/begin-delivery-3.js';
 import { finishDelivery3 } from '../core/scripts/finish-delivery-3.js';
 import { markProcessorDone2 } from '../core/scripts/mark-processor-done-2.js';
@@ -80,9 +80,6 @@ export interface LockHold {
  * | worker dies   | BullMQ's stall check hands the job on       | lapses after `lockTtlMs`   |
  */
 export class PredictionLedger {
-  /** Whether {@link completeOn}'s socket is corked until the end of this tick. */
-  private corked = false;
-
   constructor(
     private readonly redis: Redis,
     private readonly options: LedgerOptions,
@@ -204,29 +201,13 @@ export class PredictionLedger {
       delivery.webhookId,
       retentionSeconds,
     ] as const;
-    this.corkForTick();
+    // The delivery's end, then BullMQ's completion of its job (in the microtasks after the
+    // dispatcher returns), leave in one write.
+    corkUntilImmediate(this.completeOn);
     const sent = this.completeOn.finishDelivery(...args);
     const answered =
       this.completeOn === this.redis ? sent : sent.catch(() => this.redis.finishDelivery(...args));
     return answered.then((first) => first === 1);
-  }
-
-  /**
-   * Holds {@link completeOn}'s writes until the end of the tick, so that the commands issued in
-   * it (a delivery's end, then BullMQ's completion of its job, in the microtasks after the
-   * dispatcher returns) leave in one write. Only on a single Redis that is connected: a
-   * cluster's commands go out on each node's own connection.
-   */
-  private corkForTick(): void {
-    if (this.corked || !(this.completeOn instanceof SingleRedis)) return;
-    const stream = this.completeOn.status === 'ready' ? this.completeOn.stream : undefined;
-    if (!stream || stream.destroyed) return;
-    this.corked = true;
-    stream.cork();
-    setImmediate(() => {
-      this.corked = false;
-      stream.uncork();
-    });
   }
 
   /**

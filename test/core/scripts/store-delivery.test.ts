@@ -116,6 +116,23 @@ describe('storeDelivery-11', () => {
     });
   }
 
+  it('stores sent in one turn of the event loop leave in one write, each answered', async () => {
+    const info = async () =>
+      Number(/total_reads_processed:(\d+)/.exec(await client.info('stats'))?.[1]);
+    const readsBefore = await info();
+    const ids = Array.from({ length: 10 }, () => webhookId());
+    const outcomes = await Promise.all(ids.map((id) => enqueuer.enqueueDelivery(delivery(id))));
+    const readsAfter = await info();
+
+    assert.deepEqual(outcomes, Array(10).fill('accepted'));
+    assert.equal(
+      (await queue.getJobs(['wait'])).filter((job) => ids.includes(job.data.webhookId)).length,
+      10,
+    );
+    // One read for the ten stores, one for the second INFO.
+    assert.equal(readsAfter - readsBefore, 2);
+  });
+
   it('resent after it stored the job: duplicate, one job', async () => {
     const id = webhookId();
     assert.equal(await enqueuer.enqueueDelivery(delivery(id)), 'accepted');

@@ -1,0 +1,62 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { Redis } from 'ioredis';
+import { corkUntilImmediate } from '../../src/core/redis.js';
+import { TestRedis } from '../support/redis-server.js';
+
+let redis: TestRedis;
+let client: Redis;
+let observer: Redis;
+
+before(async () => {
+  redis = await TestRedis.start();
+  client = redis.client();
+  observer = redis.client();
+  await Promise.all([client.ping(), observer.ping()]);
+});
+after(async () => {
+  client.disconnect();
+  observer.disconnect();
+  await redis.destroy();
+});
+
+/** Redis's count of socket reads so far (INFO stats), asked on another connection. */
+async function readsProcessed(): Promise<number> {
+  const stats = await observer.info('stats');
+  return Number(/total_reads_processed:(\d+)/.exec(stats)?.[1]);
+}
+
+describe('corkUntilImmediate', () => {
+  it('sends the commands of one turn of the event loop in one write, each with its own reply', async () => {
+    const readsBefore = await readsProcessed();
+    const replies: Array<Promise<unknown>> = [];
+    for (let i = 0; i < 20; i++) {
+      corkUntilImmediate(client); // once per store, as the ingest calls it
+      replies.push(client.set(`cork:${i}`, String(i)), client.incr('cork:count'));
+    }
+    const answers = await Promise.all(replies);
+    const readsAfter = await readsProcessed();
+
+    assert.equal(answers.filter((answer) => answer === 'OK').length, 20);
+    assert.deepEqual(
+      answers.filter((answer) => typeof answer === 'number'),
+      Array.from({ length: 20 }, (_, i) => i + 1),
+    );
+    // One read for the 40 commands, one for the second INFO.
+    assert.equal(readsAfter - readsBefore, 2);
+  });
+
+  it('lets the socket go at the next check phase: a later command is not held', async () => {
+    corkUntilImmediate(client);
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(client.stream.writableCorked, 0);
+    assert.equal(await client.ping(), 'PONG');
+  });
+
+  it('does nothing on a connection that is not ready', async () => {
+    const idle = new Redis(redis.url, { lazyConnect: true });
+    assert.equal(idle.status, 'wait');
+    corkUntilImmediate(idle); // no socket yet: must not throw
+    idle.disconnect();
+  });
+});
