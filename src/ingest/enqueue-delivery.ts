@@ -37,8 +37,8 @@ export interface EnqueueOptions {
  * de-duplication window so that a repeat is recognised even after its job was removed.
  *
  * One delivery is one script call (storeDelivery-11, src/core/scripts/); the calls of the
- * requests parsed in one turn of the event loop share a single write ({@link corkUntilImmediate};
- * on a cluster, ioredis's auto-pipelining). The job's fields are encoded from a template BullMQ
+ * requests parsed in one turn of the event loop share a single write per Redis node
+ * ({@link corkUntilImmediate}). The job's fields are encoded from a template BullMQ
  * itself encoded (see {@link addArgumentsEncoder}), so workers, the dashboard and `inlet replay`
  * read exactly what `Queue.add` would have written.
  */

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { ConfigError, loadConfig } from '../../src/core/config.js';
 import type { Prediction } from '../../src/core/prediction.js';
+import { closeRedis, corkUntilImmediate, createRedis } from '../../src/core/redis.js';
 import { queuePrefix, shardOf, slotOf } from '../../src/core/shards.js';
 import type { Processor } from '../../src/workers/processor.js';
 import { type InletWorker, startWorker } from '../../src/workers/worker.js';
@@ -160,6 +161,43 @@ describe('Redis Cluster backend (3 masters, 3 replicas)', () => {
     } finally {
       await one.close();
       await two.close();
+    }
+  });
+
+  it('sends the commands of one turn in one write per master, each to its own node', async () => {
+    const client = createRedis(cluster.url, { role: 'fail-fast', cluster: true });
+    try {
+      // ioredis connects to a node at its first command: ping every master once.
+      const masters = await waitFor('the client to know the three masters', async () => {
+        const nodes = client.nodes('master');
+        if (nodes.length !== 3) return undefined;
+        await Promise.all(nodes.map((node) => node.ping().catch(() => undefined)));
+        return nodes.every((node) => node.status === 'ready') ? nodes : undefined;
+      });
+      const reads = async () => {
+        const stats = await Promise.all(masters.map((node) => node.info('stats')));
+        return stats.map((text) => Number(/total_reads_processed:(\d+)/.exec(text)?.[1]));
+      };
+      const before = await reads();
+      const keys = Array.from({ length: 300 }, (_, i) => `cork:${i}`);
+      const answers = await Promise.all(
+        keys.map((key) => {
+          corkUntilImmediate(client);
+          return client.set(key, key);
+        }),
+      );
+      const after = await reads();
+
+      assert.deepEqual(answers, Array(300).fill('OK'));
+      assert.deepEqual(await Promise.all(keys.map((key) => client.get(key))), keys);
+      // Per master: one read for its share of the 300 SETs, one for the second INFO, and at most
+      // one more for a replica's acknowledgement or the client's slot refresh in between.
+      for (const [at, count] of after.entries()) {
+        const grew = count - (before[at] as number);
+        assert.ok(grew >= 2 && grew <= 3, `master ${at}: ${grew} reads`);
+      }
+    } finally {
+      await closeRedis(client);
     }
   });
 
