@@ -8,7 +8,7 @@ import type { Processor } from '../../src/workers/processor.js';
 import { type InletWorker, startWorker } from '../../src/workers/worker.js';
 import { makeSecret, postSigned, samplePrediction } from '../support/deliveries.js';
 import { CapturedLogs, startTestIngest } from '../support/ingest.js';
-import { TestRedisCluster } from '../support/redis-server.js';
+import { socketReads, TestRedisCluster } from '../support/redis-server.js';
 import { waitFor } from '../support/wait-for.js';
 
 /** Records every run: `<status> <prediction id>` per call, for once-per-prediction checks. */
@@ -174,10 +174,7 @@ describe('Redis Cluster backend (3 masters, 3 replicas)', () => {
         await Promise.all(nodes.map((node) => node.ping().catch(() => undefined)));
         return nodes.every((node) => node.status === 'ready') ? nodes : undefined;
       });
-      const reads = async () => {
-        const stats = await Promise.all(masters.map((node) => node.info('stats')));
-        return stats.map((text) => Number(/total_reads_processed:(\d+)/.exec(text)?.[1]));
-      };
+      const reads = () => Promise.all(masters.map((node) => socketReads(node)));
       const before = await reads();
       const keys = Array.from({ length: 300 }, (_, i) => `cork:${i}`);
       const answers = await Promise.all(

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
 import { corkUntilImmediate } from '../../src/core/redis.js';
-import { TestRedis } from '../support/redis-server.js';
+import { socketReads, TestRedis } from '../support/redis-server.js';
 
 let redis: TestRedis;
 let client: Redis;
@@ -20,22 +20,16 @@ after(async () => {
   await redis.destroy();
 });
 
-/** Redis's count of socket reads so far (INFO stats), asked on another connection. */
-async function readsProcessed(): Promise<number> {
-  const stats = await observer.info('stats');
-  return Number(/total_reads_processed:(\d+)/.exec(stats)?.[1]);
-}
-
 describe('corkUntilImmediate', () => {
   it('sends the commands of one turn of the event loop in one write, each with its own reply', async () => {
-    const readsBefore = await readsProcessed();
+    const readsBefore = await socketReads(observer);
     const replies: Array<Promise<unknown>> = [];
     for (let i = 0; i < 20; i++) {
       corkUntilImmediate(client); // once per store, as the ingest calls it
       replies.push(client.set(`cork:${i}`, String(i)), client.incr('cork:count'));
     }
     const answers = await Promise.all(replies);
-    const readsAfter = await readsProcessed();
+    const readsAfter = await socketReads(observer);
 
     assert.equal(answers.filter((answer) => answer === 'OK').length, 20);
     assert.deepEqual(

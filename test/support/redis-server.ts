@@ -9,6 +9,15 @@ import { RedisServer } from '../../src/core/redis-server.js';
 export { freePort };
 
 /**
+ * How many times Redis has read from its clients' sockets so far (`INFO stats`), asked on
+ * `client`: the difference over a few commands tells whether they left in one write.
+ */
+export async function socketReads(client: Redis): Promise<number> {
+  const stats = await client.info('stats');
+  return Number(/total_reads_processed:(\d+)/.exec(stats)?.[1]);
+}
+
+/**
  * A test's private `redis-server` (src/core/redis-server.ts) on a free port with its own data
  * folder: never the shared 6379. `stop()` kills it (like a crash), `start()` brings it back on
  * the same port and data. AOF with `appendfsync always`, so that a kill loses nothing Redis

@@ -6,7 +6,7 @@ import {
   ledgerKeys,
   PredictionLedger,
 } from '../../src/workers/prediction-ledger.js';
-import { TestRedis } from '../support/redis-server.js';
+import { socketReads, TestRedis } from '../support/redis-server.js';
 
 /**
  * PredictionLedger.complete against a real redis-server: it goes out on the connection BullMQ
@@ -49,23 +49,17 @@ async function lockFor(token: string): Promise<void> {
   await ledgerConnection.set(lockKey, token, 'PX', 30_000);
 }
 
-/** Redis's count of socket reads so far (INFO stats). */
-async function readsProcessed(): Promise<number> {
-  const stats = await ledgerConnection.info('stats');
-  return Number(/total_reads_processed:(\d+)/.exec(stats)?.[1]);
-}
-
 describe('PredictionLedger.complete', () => {
   it('runs before the next command on BullMQ’s connection, and leaves in the same write', async () => {
     const ledger = new PredictionLedger(ledgerConnection, OPTIONS, bullConnection);
     await bullConnection.ping(); // the script is defined and the connection ready
     await lockFor('try-1');
-    const readsBefore = await readsProcessed();
+    const readsBefore = await socketReads(ledgerConnection);
     // What BullMQ does after the dispatcher returns: its next command on the same connection.
     const done = ledger.complete(delivery, 'try-1', 'a');
     const next = bullConnection.multi().exists(lockKey).hget(predictionKey, 'done:a').exec();
     const [first, seen] = await Promise.all([done, next]);
-    const readsAfter = await readsProcessed();
+    const readsAfter = await socketReads(ledgerConnection);
 
     assert.equal(first, true);
     assert.deepEqual(seen, [

@@ -18,7 +18,7 @@ import { defineScripts } from '../../../src/core/scripts/redis-script.js';
 import { BULLMQ_VERSION } from '../../../src/core/scripts/store-delivery-11.js';
 import { DeliveryEnqueuer } from '../../../src/ingest/enqueue-delivery.js';
 import { makeSecret, samplePrediction, webhookId } from '../../support/deliveries.js';
-import { TestRedis } from '../../support/redis-server.js';
+import { socketReads, TestRedis } from '../../support/redis-server.js';
 
 /**
  * storeDelivery-11 wraps BullMQ's private addStandardJob script. These tests are what keeps that
@@ -117,12 +117,10 @@ describe('storeDelivery-11', () => {
   }
 
   it('stores sent in one turn of the event loop leave in one write, each answered', async () => {
-    const info = async () =>
-      Number(/total_reads_processed:(\d+)/.exec(await client.info('stats'))?.[1]);
-    const readsBefore = await info();
+    const readsBefore = await socketReads(client);
     const ids = Array.from({ length: 10 }, () => webhookId());
     const outcomes = await Promise.all(ids.map((id) => enqueuer.enqueueDelivery(delivery(id))));
-    const readsAfter = await info();
+    const readsAfter = await socketReads(client);
 
     assert.deepEqual(outcomes, Array(10).fill('accepted'));
     assert.equal(
