@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
 import { corkUntilImmediate } from '../../src/core/redis.js';
-import { socketReads, TestRedis } from '../support/redis-server.js';
+import { countSocketWrites, socketReads, TestRedis } from '../support/redis-server.js';
 
 let redis: TestRedis;
 let client: Redis;
@@ -23,12 +23,14 @@ after(async () => {
 describe('corkUntilImmediate', () => {
   it('sends the commands of one turn of the event loop in one write, each with its own reply', async () => {
     const readsBefore = await socketReads(observer);
+    const writes = countSocketWrites(client);
     const replies: Array<Promise<unknown>> = [];
     for (let i = 0; i < 20; i++) {
       corkUntilImmediate(client); // once per store, as the ingest calls it
       replies.push(client.set(`cork:${i}`, String(i)), client.incr('cork:count'));
     }
     const answers = await Promise.all(replies);
+    writes.stop();
     const readsAfter = await socketReads(observer);
 
     assert.equal(answers.filter((answer) => answer === 'OK').length, 20);
@@ -36,7 +38,8 @@ describe('corkUntilImmediate', () => {
       answers.filter((answer) => typeof answer === 'number'),
       Array.from({ length: 20 }, (_, i) => i + 1),
     );
-    // One read for the 40 commands, one for the second INFO.
+    // One write for the 40 commands, so one read of Redis's, and one for the second INFO.
+    assert.equal(writes.count(), 1);
     assert.equal(readsAfter - readsBefore, 2);
   });
 

@@ -18,6 +18,33 @@ export async function socketReads(client: Redis): Promise<number> {
 }
 
 /**
+ * Counts the writes `client`'s socket hands to the operating system from now on (Node's
+ * `_write` and `_writev`, one call each however many chunks it carries), until `stop()`. Unlike
+ * {@link socketReads}, this does not depend on when Redis gets to read.
+ */
+export function countSocketWrites(client: Redis): { count: () => number; stop: () => void } {
+  type Writes = { _write: (...args: unknown[]) => void; _writev: (...args: unknown[]) => void };
+  const socket = client.stream as unknown as Writes;
+  const own = { _write: socket._write, _writev: socket._writev };
+  let count = 0;
+  socket._write = (...args) => {
+    count++;
+    own._write.apply(socket, args);
+  };
+  socket._writev = (...args) => {
+    count++;
+    own._writev.apply(socket, args);
+  };
+  return {
+    count: () => count,
+    stop: () => {
+      socket._write = own._write;
+      socket._writev = own._writev;
+    },
+  };
+}
+
+/**
  * A test's private `redis-server` (src/core/redis-server.ts) on a free port with its own data
  * folder: never the shared 6379. `stop()` kills it (like a crash), `start()` brings it back on
  * the same port and data. AOF with `appendfsync always`, so that a kill loses nothing Redis

@@ -6,7 +6,7 @@ import {
   ledgerKeys,
   PredictionLedger,
 } from '../../src/workers/prediction-ledger.js';
-import { socketReads, TestRedis } from '../support/redis-server.js';
+import { countSocketWrites, socketReads, TestRedis } from '../support/redis-server.js';
 
 /**
  * PredictionLedger.complete against a real redis-server: it goes out on the connection BullMQ
@@ -55,10 +55,12 @@ describe('PredictionLedger.complete', () => {
     await bullConnection.ping(); // the script is defined and the connection ready
     await lockFor('try-1');
     const readsBefore = await socketReads(ledgerConnection);
+    const writes = countSocketWrites(bullConnection);
     // What BullMQ does after the dispatcher returns: its next command on the same connection.
     const done = ledger.complete(delivery, 'try-1', 'a');
     const next = bullConnection.multi().exists(lockKey).hget(predictionKey, 'done:a').exec();
     const [first, seen] = await Promise.all([done, next]);
+    writes.stop();
     const readsAfter = await socketReads(ledgerConnection);
 
     assert.equal(first, true);
@@ -66,7 +68,9 @@ describe('PredictionLedger.complete', () => {
       [null, 0],
       [null, 'msg_1 try-1'],
     ]);
-    // One read for both (the ledger's script and the MULTI), one for the second INFO.
+    // One write for both (the ledger's script and the MULTI), so one read of Redis's, and one
+    // read for the second INFO.
+    assert.equal(writes.count(), 1);
     assert.equal(readsAfter - readsBefore, 2);
   });
 

@@ -18,7 +18,7 @@ import { defineScripts } from '../../../src/core/scripts/redis-script.js';
 import { BULLMQ_VERSION } from '../../../src/core/scripts/store-delivery-11.js';
 import { DeliveryEnqueuer } from '../../../src/ingest/enqueue-delivery.js';
 import { makeSecret, samplePrediction, webhookId } from '../../support/deliveries.js';
-import { socketReads, TestRedis } from '../../support/redis-server.js';
+import { countSocketWrites, socketReads, TestRedis } from '../../support/redis-server.js';
 
 /**
  * storeDelivery-11 wraps BullMQ's private addStandardJob script. These tests are what keeps that
@@ -118,8 +118,10 @@ describe('storeDelivery-11', () => {
 
   it('stores sent in one turn of the event loop leave in one write, each answered', async () => {
     const readsBefore = await socketReads(client);
+    const writes = countSocketWrites(client);
     const ids = Array.from({ length: 10 }, () => webhookId());
     const outcomes = await Promise.all(ids.map((id) => enqueuer.enqueueDelivery(delivery(id))));
+    writes.stop();
     const readsAfter = await socketReads(client);
 
     assert.deepEqual(outcomes, Array(10).fill('accepted'));
@@ -127,7 +129,8 @@ describe('storeDelivery-11', () => {
       (await queue.getJobs(['wait'])).filter((job) => ids.includes(job.data.webhookId)).length,
       10,
     );
-    // One read for the ten stores, one for the second INFO.
+    // One write for the ten stores, so one read of Redis's, and one for the second INFO.
+    assert.equal(writes.count(), 1);
     assert.equal(readsAfter - readsBefore, 2);
   });
 
