@@ -142,9 +142,9 @@ export async function closeRedis(redis: RedisClient, quitTimeoutMs = 1000): Prom
  * A Redis Cluster client with the same role semantics as a single connection. `fail-fast`: no
  * offline queue (a command with no ready master for its slot fails at once), the per-command
  * deadline on every node connection (ioredis starts it at the first send, so redirects and
- * failover retries stay inside it), no resend. `patient`: commands
- * wait, in the cluster's offline queue, for the cluster to come back, as BullMQ workers need.
- * Both refresh the slot map on `MOVED` and follow `ASK` during a reshard.
+ * failover retries stay inside it), no resend. `patient`: commands wait, in the cluster's offline
+ * queue, for the cluster to come back, as BullMQ workers need. Both refresh the slot map on
+ * `MOVED` and follow `ASK` during a reshard.
  */
 function createCluster(list: string, options: ConnectionOptions): Cluster {
   const urls = list.split(',').map((url) => new URL(url.trim()));

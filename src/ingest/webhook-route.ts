@@ -41,9 +41,9 @@ export interface WebhookRouteOptions {
    * How long the store of a delivery under 1 MiB may take, from the moment it is issued, before
    * the sender gets 503; each further whole MiB of body adds {@link STORE_MS_PER_MIB}, up to
    * {@link MAX_STORE_DEADLINE_MS}.
-   * Measured here and not only by the connection's command timeout, which is set for the largest
-   * body the ingest takes: this one is the delivery's own, by its size, and it covers the whole
-   * store (with `INLET_MIN_REPLICAS`, the `WAIT` after it too).
+   * Measured here and not only by the connection's command timeout, which on a single Redis is set
+   * for the largest body the ingest takes (on a cluster, 1 s): this one is the delivery's own, by
+   * its size, and it covers the whole store (with `INLET_MIN_REPLICAS`, the `WAIT` after it too).
    * @defaultValue `1000`
    */
   storeTimeoutMs?: number;

@@ -50,10 +50,17 @@ describe('corkUntilImmediate', () => {
     assert.equal(await client.ping(), 'PONG');
   });
 
-  it('does nothing on a connection that is not ready', async () => {
+  it('does nothing on a connection that is not ready, and holds it once it is', async () => {
     const idle = new Redis(redis.url, { lazyConnect: true });
-    assert.equal(idle.status, 'wait');
-    corkUntilImmediate(idle); // no socket yet: must not throw
-    idle.disconnect();
+    try {
+      assert.equal(idle.status, 'wait');
+      corkUntilImmediate(idle); // no socket yet: must not throw, nor count as held
+      await idle.connect();
+      corkUntilImmediate(idle);
+      assert.equal(idle.stream.writableCorked, 1);
+      assert.equal(await idle.ping(), 'PONG');
+    } finally {
+      idle.disconnect();
+    }
   });
 });
