@@ -3,12 +3,15 @@
  * @packageDocumentation
  */
 
+import { bullmq } from './core/commonjs-packages.js';
+
 /**
  * Throw it from a processor to dead-letter the delivery at once, without further tries: for
  * errors no retry can fix (the prediction's input is invalid for your system, say).
  * `inlet replay` re-drives it once you have fixed the cause. BullMQ's own class, re-exported.
  */
-export { UnrecoverableError } from 'bullmq';
+export const UnrecoverableError = bullmq.UnrecoverableError;
+export type UnrecoverableError = import('bullmq').UnrecoverableError;
 export type { DeliveryJob } from './core/job.js';
 export {
   isTerminal,

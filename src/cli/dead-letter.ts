@@ -1,4 +1,5 @@
-import { Job, Queue } from 'bullmq';
+import type { Queue } from 'bullmq';
+import { bullmq } from '../core/commonjs-packages.js';
 import { type DeliveryJob, jobIdFor, QUEUE_NAME, webhookIdOf } from '../core/job.js';
 import type { RedisClient as Redis } from '../core/redis.js';
 import { recordWorkerEvent } from '../core/worker-figures.js';
@@ -64,7 +65,7 @@ const PARALLEL = 16;
  * but not counted as moved.
  */
 export async function redriveDeadLetters(options: RedriveOptions): Promise<RedriveResult> {
-  const queue = new Queue<DeliveryJob>(QUEUE_NAME, {
+  const queue = new bullmq.Queue<DeliveryJob>(QUEUE_NAME, {
     connection: options.redis,
     prefix: options.prefix,
   });
@@ -149,7 +150,7 @@ async function fillPredictionIds(
 
 async function redrive(queue: Queue<DeliveryJob>, webhookId: string): Promise<boolean> {
   try {
-    const job = await Job.fromId(queue, jobIdFor(webhookId));
+    const job = await bullmq.Job.fromId(queue, jobIdFor(webhookId));
     if (!job) return false;
     await job.retry('failed', { resetAttemptsMade: true, resetAttemptsStarted: true });
     return true;

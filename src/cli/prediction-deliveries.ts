@@ -1,4 +1,5 @@
-import { Job, type JobType, type Queue } from 'bullmq';
+import type { Job, JobType, Queue } from 'bullmq';
+import { bullmq } from '../core/commonjs-packages.js';
 import { type DeliveryJob, jobIdFor, webhookIdOf } from '../core/job.js';
 import type { RedisClient as Redis } from '../core/redis.js';
 import { ledgerKeys } from '../workers/prediction-ledger.js';
@@ -33,7 +34,7 @@ export async function predictionOfWebhook(
   queue: Queue<DeliveryJob>,
   webhookId: string,
 ): Promise<string | undefined> {
-  const job = await Job.fromId<DeliveryJob>(queue, jobIdFor(webhookId));
+  const job = await bullmq.Job.fromId<DeliveryJob>(queue, jobIdFor(webhookId));
   return job?.data?.prediction?.id;
 }
 

@@ -1,4 +1,5 @@
-import { Queue } from 'bullmq';
+import type { Queue } from 'bullmq';
+import { bullmq } from '../core/commonjs-packages.js';
 import type { Config } from '../core/config.js';
 import { ConfigError } from '../core/config.js';
 import {
@@ -52,7 +53,7 @@ export async function rerunProcessors(options: RerunOptions): Promise<RerunPlan>
   const layout = layoutOf(config);
   const shard = shardOf(predictionId, layout.shards);
   const prefix = recordPrefix(layout, shard);
-  const queue = new Queue<DeliveryJob>(QUEUE_NAME, {
+  const queue = new bullmq.Queue<DeliveryJob>(QUEUE_NAME, {
     connection: redis,
     prefix: queuePrefix(layout, shard),
   });

@@ -4,7 +4,8 @@ import { mkdirSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
+import { ioredis } from './commonjs-packages.js';
 import { freePort } from './free-port.js';
 import { RedisServer } from './redis-server.js';
 
@@ -122,7 +123,7 @@ export class RedisClusterServer {
 
   /** A plain connection to one node, for `CLUSTER` commands; the caller closes it. */
   connect(port: number): Redis {
-    const client = new Redis({ host: '127.0.0.1', port, maxRetriesPerRequest: 1 });
+    const client = new ioredis.Redis({ host: '127.0.0.1', port, maxRetriesPerRequest: 1 });
     client.on('error', () => undefined);
     return client;
   }

@@ -1,7 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Redis } from 'ioredis';
+import { ioredis } from './commonjs-packages.js';
 import { freePort } from './free-port.js';
 
 /** How a private redis-server is run. */
@@ -224,7 +224,7 @@ export class RedisServer {
 
 /** True when a Redis at `url` answers PING within `timeoutMs`. */
 export async function redisAnswers(url: string, timeoutMs = 500): Promise<boolean> {
-  const client = new Redis(url, {
+  const client = new ioredis.Redis(url, {
     lazyConnect: true,
     connectTimeout: timeoutMs,
     commandTimeout: timeoutMs,

@@ -1,4 +1,5 @@
-import { Cluster, type ClusterOptions, Redis, type RedisOptions } from 'ioredis';
+import type { Cluster, ClusterOptions, Redis, RedisOptions } from 'ioredis';
+import { ioredis } from './commonjs-packages.js';
 
 /**
  * A connection to a single Redis or to a Redis Cluster (ioredis's `Cluster`, which routes each
@@ -60,7 +61,7 @@ export function createRedis(url: string, options: ConnectionOptions): RedisClien
           commandTimeout: options.commandTimeoutMs ?? 1000,
         }
       : { maxRetriesPerRequest: null, enableOfflineQueue: true };
-  return new Redis(url, { ...common, ...roleOptions });
+  return new ioredis.Redis(url, { ...common, ...roleOptions });
 }
 
 /** Connections held by {@link corkUntilImmediate} until the event loop's next check phase. */
@@ -79,7 +80,7 @@ const corked = new WeakSet<RedisClient>();
  */
 export function corkUntilImmediate(redis: RedisClient): void {
   if (corked.has(redis)) return;
-  const streams = (redis instanceof Cluster ? redis.nodes('master') : [redis])
+  const streams = (redis instanceof ioredis.Cluster ? redis.nodes('master') : [redis])
     .filter((node) => node.status === 'ready' && !node.stream.destroyed)
     .map((node) => node.stream);
   if (streams.length === 0) return;
@@ -178,7 +179,7 @@ function createCluster(list: string, options: ConnectionOptions): Cluster {
     // TLS certificates name hosts, not the addresses the cluster hands out.
     ...(first.protocol === 'rediss:' ? { dnsLookup: (address, done) => done(null, address) } : {}),
   };
-  return new Cluster(
+  return new ioredis.Cluster(
     nodes,
     options.role === 'fail-fast'
       ? { ...common, enableOfflineQueue: false }

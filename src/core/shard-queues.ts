@@ -1,4 +1,5 @@
-import { Queue } from 'bullmq';
+import type { Queue } from 'bullmq';
+import { bullmq } from './commonjs-packages.js';
 import type { Config } from './config.js';
 import { type DeliveryJob, QUEUE_NAME } from './job.js';
 import type { RedisClient } from './redis.js';
@@ -15,7 +16,7 @@ export function openShardQueues(
   const layout = layoutOf(config);
   return allShards(layout).map(
     (index) =>
-      new Queue<DeliveryJob>(QUEUE_NAME, { connection, prefix: queuePrefix(layout, index) }),
+      new bullmq.Queue<DeliveryJob>(QUEUE_NAME, { connection, prefix: queuePrefix(layout, index) }),
   );
 }
 

@@ -1,5 +1,6 @@
-import { Job, type Queue } from 'bullmq';
+import type { Queue } from 'bullmq';
 import { Packr, unpack } from 'msgpackr';
+import { bullmq } from '../core/commonjs-packages.js';
 import type { Config } from '../core/config.js';
 import {
   DELIVERY_JOB_NAME,
@@ -195,7 +196,13 @@ function bullmqEncoder(queue: Queue<DeliveryJob>, config: Config): AddArgumentsE
     recorded = undefined;
     const { prediction: _, ...rest } = delivery;
     const data = predictionJson === undefined ? delivery : (rest as DeliveryJob);
-    const job = new Job(queue, DELIVERY_JOB_NAME, data, deliveryJobOptions(config, jobId), jobId);
+    const job = new bullmq.Job(
+      queue,
+      DELIVERY_JOB_NAME,
+      data,
+      deliveryJobOptions(config, jobId),
+      jobId,
+    );
     job.addJob(recorder as never).catch(() => undefined);
     // Set by the recorder inside addJob, which TypeScript cannot see from here.
     const call = recorded as { name: string; args: Array<string | Buffer> } | undefined;

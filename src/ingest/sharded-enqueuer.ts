@@ -1,5 +1,6 @@
 import type { Queue } from 'bullmq';
-import { Cluster, type Redis } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
+import { ioredis } from '../core/commonjs-packages.js';
 import type { Config } from '../core/config.js';
 import type { DeliveryJob } from '../core/job.js';
 import type { RedisClient } from '../core/redis.js';
@@ -58,7 +59,7 @@ export function replicated(
   timeoutMs: number,
 ): (routedBy: string) => Promise<void> {
   return async (routedBy) => {
-    const node = redis instanceof Cluster ? nodeServing(redis, slotOf(routedBy)) : redis;
+    const node = redis instanceof ioredis.Cluster ? nodeServing(redis, slotOf(routedBy)) : redis;
     let reached: number;
     try {
       reached = Number(await node.wait(replicas, timeoutMs));

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { DelayedError, type Job, UnrecoverableError } from 'bullmq';
+import type { Job } from 'bullmq';
+import { bullmq } from '../core/commonjs-packages.js';
 import type { DeliveryJob } from '../core/job.js';
 import { type Logger, logLine } from '../core/logger.js';
 import { isPredictionStatus, isTerminal } from '../core/prediction.js';
@@ -109,7 +110,7 @@ export class DeliveryDispatcher {
         const delay = busyDelay(begun.waits);
         log().debug({ waits: begun.waits, delay }, 'prediction busy on another delivery: waiting');
         await job.moveToDelayed(Date.now() + delay, token);
-        throw new DelayedError();
+        throw new bullmq.DelayedError();
       }
       case 'run':
         return this.runPending(job, token, delivery, lockToken, begun.pending, log);
@@ -331,7 +332,7 @@ export class DeliveryDispatcher {
         ? `delivery dead-lettered after attempt ${attempts} of ${maxAttempts}`
         : `delivery failed (attempt ${attempts} of ${maxAttempts}); retrying in ${retry?.retryInMs[0]}-${retry?.retryInMs[1]} ms`,
     );
-    throw unrecoverable ? new UnrecoverableError(message) : new Error(message);
+    throw unrecoverable ? new bullmq.UnrecoverableError(message) : new Error(message);
   }
 
   /** Puts a job back in the queue without using up an attempt. */
@@ -343,7 +344,7 @@ export class DeliveryDispatcher {
   ): Promise<never> {
     await job.moveToDelayed(Date.now(), token);
     log().info({ why }, 'delivery handed back to the queue');
-    throw new DelayedError();
+    throw new bullmq.DelayedError();
   }
 
   /**
@@ -393,7 +394,7 @@ function deliveryRef(job: Job<DeliveryJob>): DeliveryRef {
   const data = job.data as Partial<DeliveryJob> | undefined;
   const prediction = data?.prediction;
   if (!data?.webhookId || !prediction?.id || !isPredictionStatus(prediction.status)) {
-    throw new UnrecoverableError(
+    throw new bullmq.UnrecoverableError(
       'not a delivery: the job has no webhook id, prediction id or status',
     );
   }
@@ -421,7 +422,7 @@ function ranTwice(log: LazyLog, processor: string | undefined): void {
 }
 
 function isUnrecoverable(error: Error): boolean {
-  return error instanceof UnrecoverableError || error.name === 'UnrecoverableError';
+  return error instanceof bullmq.UnrecoverableError || error.name === 'UnrecoverableError';
 }
 
 /** The job's `failedReason`: which processors failed and why, on one line. */

@@ -1,4 +1,5 @@
-import { Worker } from 'bullmq';
+import type { Worker } from 'bullmq';
+import { bullmq } from '../core/commonjs-packages.js';
 import { type Config, ConfigError } from '../core/config.js';
 import { type DeliveryJob, QUEUE_NAME, webhookIdOf } from '../core/job.js';
 import type { Logger } from '../core/logger.js';
@@ -100,7 +101,7 @@ export async function startWorker(options: WorkerStartOptions): Promise<InletWor
       logger,
       timeoutMs: config.INLET_PROCESSOR_TIMEOUT_MS,
     });
-    const worker = new Worker<DeliveryJob, DeliveryResult>(
+    const worker = new bullmq.Worker<DeliveryJob, DeliveryResult>(
       QUEUE_NAME,
       (job, token) => dispatcher.dispatch(job, token),
       {

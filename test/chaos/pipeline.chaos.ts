@@ -14,7 +14,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { Queue } from 'bullmq';
+import { bullmq } from '../../src/core/commonjs-packages.js';
 import { QUEUE_NAME } from '../../src/core/job.js';
 import { TERMINAL_STATUSES } from '../../src/core/prediction.js';
 import { type CliProcess, spawnCli, stopCli } from '../support/cli.js';
@@ -147,7 +147,7 @@ describe('the pipeline under chaos', () => {
     const { figures, acknowledged } = sender;
 
     // The queue drains: nothing waiting, running, delayed, nor dead-lettered.
-    const queue = new Queue(QUEUE_NAME, { connection: { url: redis.url }, prefix: 'inlet' });
+    const queue = new bullmq.Queue(QUEUE_NAME, { connection: { url: redis.url }, prefix: 'inlet' });
     let counts: Record<string, number> = {};
     for (let i = 0; i < 600; i++) {
       counts = await queue.getJobCounts('waiting', 'active', 'delayed', 'prioritized', 'failed');

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { Queue, UnrecoverableError } from 'bullmq';
+import type { Queue } from 'bullmq';
+import { bullmq } from '../../src/core/commonjs-packages.js';
 import { loadConfig } from '../../src/core/config.js';
 import { QUEUE_NAME } from '../../src/core/job.js';
 import { createLogger } from '../../src/core/logger.js';
@@ -36,13 +37,13 @@ describe('inlet replay', () => {
           name: 'flaky',
           statuses: ['succeeded'],
           handle(prediction) {
-            if (failing) throw new UnrecoverableError('the bucket is not there');
+            if (failing) throw new bullmq.UnrecoverableError('the bucket is not there');
             runs.push(prediction.id);
           },
         },
       ],
     });
-    queue = new Queue(QUEUE_NAME, { connection: { url: redis.url }, prefix: 'replay-test' });
+    queue = new bullmq.Queue(QUEUE_NAME, { connection: { url: redis.url }, prefix: 'replay-test' });
     const url = `${ingest.url}/webhooks/replicate`;
     // Posted from here, not with `inlet send` (tested in send.test.ts): a process each cost
     // about 0.4 s of CPU for set-up only.

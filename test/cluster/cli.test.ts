@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { UnrecoverableError } from 'bullmq';
+import { bullmq } from '../../src/core/commonjs-packages.js';
 import { loadConfig } from '../../src/core/config.js';
 import { shardOf } from '../../src/core/shards.js';
 import { type InletWorker, startWorker } from '../../src/workers/worker.js';
@@ -47,7 +47,7 @@ describe('replay and inspect on a cluster with 4 shards', () => {
           {
             name: 'flaky',
             handle(prediction) {
-              if (failing) throw new UnrecoverableError('the bucket is not there');
+              if (failing) throw new bullmq.UnrecoverableError('the bucket is not there');
               runs.push(prediction.id);
             },
           },

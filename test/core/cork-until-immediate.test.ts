@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
+import { ioredis } from '../../src/core/commonjs-packages.js';
 import { corkUntilImmediate } from '../../src/core/redis.js';
 import { countSocketWrites, socketReads, TestRedis } from '../support/redis-server.js';
 
@@ -51,7 +52,7 @@ describe('corkUntilImmediate', () => {
   });
 
   it('does nothing on a connection that is not ready, and holds it once it is', async () => {
-    const idle = new Redis(redis.url, { lazyConnect: true });
+    const idle = new ioredis.Redis(redis.url, { lazyConnect: true });
     try {
       assert.equal(idle.status, 'wait');
       corkUntilImmediate(idle); // no socket yet: must not throw, nor count as held

@@ -3,8 +3,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import { startManagedRedis } from '../../src/cli/managed-redis.js';
+import { ioredis } from '../../src/core/commonjs-packages.js';
 import { RedisServer, redisAnswers, type UnexpectedExit } from '../../src/core/redis-server.js';
 import { waitFor } from '../support/wait-for.js';
 
@@ -21,7 +22,7 @@ after(() => {
 });
 
 async function withClient<T>(url: string, use: (client: Redis) => Promise<T>): Promise<T> {
-  const client = new Redis(url, { maxRetriesPerRequest: 1 });
+  const client = new ioredis.Redis(url, { maxRetriesPerRequest: 1 });
   try {
     return await use(client);
   } finally {

@@ -3,7 +3,8 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { Queue } from 'bullmq';
+import type { Queue } from 'bullmq';
+import { bullmq } from '../../src/core/commonjs-packages.js';
 import { QUEUE_NAME } from '../../src/core/job.js';
 import { isTerminal, type PredictionStatus } from '../../src/core/prediction.js';
 import { type CliProcess, jsonLines, runCli, spawnCli, stopCli } from '../support/cli.js';
@@ -65,7 +66,7 @@ describe('end to end: ingest, two workers, the example processor', () => {
     processes.push(ingest, ...workers);
     await ingest.waitForLog((l) => l.msg === 'ingest listening');
     await Promise.all(workers.map((w) => w.waitForLog((l) => l.msg === 'worker ready')));
-    queue = new Queue(QUEUE_NAME, { connection: { url: redis.url }, prefix: PREFIX });
+    queue = new bullmq.Queue(QUEUE_NAME, { connection: { url: redis.url }, prefix: PREFIX });
   });
 
   after(async () => {

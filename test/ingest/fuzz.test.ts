@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { Agent, request } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
-import { Redis } from 'ioredis';
+import { ioredis } from '../../src/core/commonjs-packages.js';
 import { type CliProcess, spawnTestIngest, stopCli } from '../support/cli.js';
 import { makeSecret } from '../support/deliveries.js';
 import { scrape } from '../support/prometheus.js';
@@ -128,7 +128,7 @@ describe(`fuzzing the ingest with ${RUNS} hostile requests (seed ${SEED})`, () =
     const seconds = (performance.now() - started) / 1000;
 
     // Nothing but the accepted ones is in Redis: no job, no seen mark, for anything invalid.
-    const client = new Redis(redis.url);
+    const client = new ioredis.Redis(redis.url);
     const seen = await client.keys(`${PREFIX}:seen:*`);
     const jobs = await client.llen(`${PREFIX}:deliveries:wait`);
     client.disconnect();

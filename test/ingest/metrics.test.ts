@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { Queue, UnrecoverableError, Worker } from 'bullmq';
+import { bullmq } from '../../src/core/commonjs-packages.js';
 import { loadConfig } from '../../src/core/config.js';
 import { QUEUE_NAME } from '../../src/core/job.js';
 import { createLogger } from '../../src/core/logger.js';
@@ -139,7 +139,7 @@ describe('GET /metrics', () => {
   });
 
   it('reads queue depth and the oldest waiting delivery from Redis at scrape time', async () => {
-    const queue = new Queue(QUEUE_NAME, { connection: { url: redis.url }, prefix });
+    const queue = new bullmq.Queue(QUEUE_NAME, { connection: { url: redis.url }, prefix });
     const [oldest] = await queue.getWaiting(0, 0).finally(() => queue.close());
     const addedAt = oldest?.timestamp ?? NaN;
     const scrapedFrom = Date.now();
@@ -201,14 +201,14 @@ describe('GET /metrics', () => {
 
   it('counts dead-lettered deliveries (the failed state) and empties the waiting count', async () => {
     const connection = { url: redis.url, maxRetriesPerRequest: null };
-    const worker = new Worker(
+    const worker = new bullmq.Worker(
       QUEUE_NAME,
       async () => {
-        throw new UnrecoverableError('processor gave up');
+        throw new bullmq.UnrecoverableError('processor gave up');
       },
       { connection, prefix, autorun: true },
     );
-    const queue = new Queue(QUEUE_NAME, { connection, prefix });
+    const queue = new bullmq.Queue(QUEUE_NAME, { connection, prefix });
     try {
       await waitFor('3 dead-lettered jobs', async () => (await queue.getFailedCount()) >= 3);
     } finally {

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { pino } from 'pino';
+import { bullmq } from '../../src/core/commonjs-packages.js';
 import { loadConfig } from '../../src/core/config.js';
 import { type DeliveryJob, jobIdFor, QUEUE_NAME } from '../../src/core/job.js';
 import { type DeliveryStore, runReconcilePass } from '../../src/reconcile/reconcile-pass.js';
@@ -88,7 +88,7 @@ describe('inlet reconcile', () => {
     });
     const reconciler = new Reconciler(config, silent);
     const worker = await startWorker({ config, logger: silent, processors: [recorder] });
-    const queue = new Queue<DeliveryJob>(QUEUE_NAME, { connection: client, prefix });
+    const queue = new bullmq.Queue<DeliveryJob>(QUEUE_NAME, { connection: client, prefix });
     const ingest = await startReadyIngest({
       config: loadConfig({
         REDIS_URL: redis.url,

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { UnrecoverableError } from 'bullmq';
+import { bullmq } from '../../src/core/commonjs-packages.js';
 import { loadConfig } from '../../src/core/config.js';
 import { createLogger } from '../../src/core/logger.js';
 import type { IngestServer } from '../../src/ingest/server.js';
@@ -96,7 +96,7 @@ export class DashboardStack {
       handle: async (prediction) => {
         if (!this.refused.has(prediction.id)) {
           this.refused.add(prediction.id);
-          throw new UnrecoverableError(DEAD_LETTER_REASON);
+          throw new bullmq.UnrecoverableError(DEAD_LETTER_REASON);
         }
         this.succeeded.add(prediction.id);
       },

@@ -1,7 +1,8 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Cluster, Redis } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
+import { ioredis } from '../../src/core/commonjs-packages.js';
 import { freePort } from '../../src/core/free-port.js';
 import { RedisClusterServer } from '../../src/core/redis-cluster-server.js';
 import { RedisServer } from '../../src/core/redis-server.js';
@@ -97,7 +98,7 @@ export class TestRedis {
 
   /** A fresh client for assertions; the caller closes it. */
   client(): Redis {
-    const client = new Redis(this.url, { maxRetriesPerRequest: 1 });
+    const client = new ioredis.Redis(this.url, { maxRetriesPerRequest: 1 });
     client.on('error', () => undefined); // a test that stops Redis expects refusals
     return client;
   }
@@ -130,7 +131,7 @@ export class TestRedisCluster {
 
   /** A cluster client for assertions; the caller closes it. */
   client(): Cluster {
-    const client = new Cluster(
+    const client = new ioredis.Cluster(
       this.server.nodes.map((node) => ({ host: '127.0.0.1', port: node.port })),
       { redisOptions: { maxRetriesPerRequest: 1 } },
     );

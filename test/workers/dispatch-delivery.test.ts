@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { DelayedError, type Job, UnrecoverableError } from 'bullmq';
+import type { Job } from 'bullmq';
+import { bullmq } from '../../src/core/commonjs-packages.js';
 import type { DeliveryJob } from '../../src/core/job.js';
 import type { PredictionStatus } from '../../src/core/prediction.js';
 import type { Ledger } from '../../src/workers/counted-ledger.js';
@@ -141,7 +142,7 @@ describe('DeliveryDispatcher', () => {
       const before = Date.now();
       await assert.rejects(
         dispatcher(ledger, [ok('a')]).dispatcher.dispatch(job, 'tok'),
-        DelayedError,
+        bullmq.DelayedError,
       );
       assert.deepEqual(ledger.steps(), ['begin']);
       delays.push((moved[0] ?? 0) - before);
@@ -223,7 +224,7 @@ describe('DeliveryDispatcher', () => {
   it('the last attempt, or an UnrecoverableError, dead-letters', async () => {
     for (const [attemptsMade, error] of [
       [2, new Error('down')],
-      [0, new UnrecoverableError('never')],
+      [0, new bullmq.UnrecoverableError('never')],
     ] as const) {
       const ledger = new LedgerDouble({ kind: 'run', pending: ['a'] });
       const { dispatcher: d } = dispatcher(ledger, [failing('a', error)]);
@@ -251,7 +252,7 @@ describe('DeliveryDispatcher', () => {
     const dispatched = d.dispatch(job, 'tok');
     await running;
     d.abortAll();
-    await assert.rejects(dispatched, DelayedError);
+    await assert.rejects(dispatched, bullmq.DelayedError);
     assert.deepEqual(ledger.steps(), ['begin', 'hold', 'unhold', 'release']);
     assert.equal(ledger.calls.at(-1)?.token, ledger.beginToken);
     assert.equal(moved.length, 1);
@@ -264,7 +265,7 @@ describe('DeliveryDispatcher', () => {
       timeoutMs: 1000,
     });
     after.abortAll();
-    await assert.rejects(after.dispatch(jobFor('succeeded').job, 'tok'), DelayedError);
+    await assert.rejects(after.dispatch(jobFor('succeeded').job, 'tok'), bullmq.DelayedError);
     assert.deepEqual(later.steps(), []);
   });
 
@@ -286,7 +287,7 @@ describe('DeliveryDispatcher', () => {
     const dispatched = d.dispatch(jobFor('succeeded').job, 'tok');
     await running;
     d.abortAll();
-    await assert.rejects(dispatched, DelayedError);
+    await assert.rejects(dispatched, bullmq.DelayedError);
     assert.deepEqual(ledger.steps(), ['begin', 'hold', 'markDone', 'unhold', 'release']);
   });
 
@@ -296,7 +297,7 @@ describe('DeliveryDispatcher', () => {
     (job.data as Partial<DeliveryJob>).webhookId = '';
     await assert.rejects(
       dispatcher(ledger, []).dispatcher.dispatch(job, 'tok'),
-      UnrecoverableError,
+      bullmq.UnrecoverableError,
     );
     assert.deepEqual(ledger.steps(), []);
   });

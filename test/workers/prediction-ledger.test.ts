@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, it } from 'node:test';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
+import { ioredis } from '../../src/core/commonjs-packages.js';
 import {
   type DeliveryRef,
   ledgerKeys,
@@ -85,7 +86,7 @@ describe('PredictionLedger.complete', () => {
   it('a call refused on BullMQ’s connection is sent again on the ledger’s own', async () => {
     // A user that may not run scripts: every call on its connection is refused (NOPERM).
     await ledgerConnection.acl('SETUSER', 'noscripts', 'on', '>pw', '~*', '+@all', '-@scripting');
-    const refusing = new Redis(redis.url, { username: 'noscripts', password: 'pw' });
+    const refusing = new ioredis.Redis(redis.url, { username: 'noscripts', password: 'pw' });
     try {
       await assert.rejects(refusing.eval('return 1', 0), /NOPERM/);
       const ledger = new PredictionLedger(ledgerConnection, OPTIONS, refusing);

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { Readable, Transform } from 'node:stream';
-import { UnrecoverableError } from 'bullmq';
+import { bullmq } from '../../core/commonjs-packages.js';
 
 /** One file among a prediction's outputs. */
 export interface OutputFile {
@@ -89,7 +89,7 @@ export async function openOutputFile(
   const response = await fetch(source, { signal: options.signal });
   if (response.status === 404 || response.status === 410) {
     await response.body?.cancel();
-    throw new UnrecoverableError(
+    throw new bullmq.UnrecoverableError(
       `output ${source} is gone (${response.status}): Replicate deletes files of API predictions after an hour`,
     );
   }
@@ -100,7 +100,7 @@ export async function openOutputFile(
   const length = Number(response.headers.get('content-length'));
   if (length > options.maxBytes) {
     await response.body.cancel();
-    throw new UnrecoverableError(
+    throw new bullmq.UnrecoverableError(
       `output ${source} is ${length} bytes, over INLET_OUTPUT_MAX_BYTES`,
     );
   }
@@ -112,13 +112,13 @@ export async function openOutputFile(
 
 function openDataUri(source: string, maxBytes: number): OpenedFile {
   const match = /^data:([^,]*?),(.*)$/is.exec(source);
-  if (!match) throw new UnrecoverableError('an output data: URI is malformed');
+  if (!match) throw new bullmq.UnrecoverableError('an output data: URI is malformed');
   const meta = match[1] ?? '';
   const data = match[2] ?? '';
   const base64 = /;base64$/i.test(meta);
   const bytes = base64 ? Buffer.from(data, 'base64') : Buffer.from(decodeURIComponent(data));
   if (bytes.length > maxBytes) {
-    throw new UnrecoverableError(
+    throw new bullmq.UnrecoverableError(
       `an output data: URI is ${bytes.length} bytes, over INLET_OUTPUT_MAX_BYTES`,
     );
   }
@@ -141,7 +141,11 @@ export class MeasuringStream extends Transform {
   override _transform(chunk: Buffer, _encoding: BufferEncoding, done: (error?: Error) => void) {
     this.bytes += chunk.length;
     if (this.bytes > this.maxBytes) {
-      done(new UnrecoverableError(`an output is over INLET_OUTPUT_MAX_BYTES (${this.maxBytes})`));
+      done(
+        new bullmq.UnrecoverableError(
+          `an output is over INLET_OUTPUT_MAX_BYTES (${this.maxBytes})`,
+        ),
+      );
       return;
     }
     this.hash.update(chunk);

@@ -2,8 +2,9 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { after, before, describe, it } from 'node:test';
-import { Queue } from 'bullmq';
+import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
+import { bullmq } from '../../../src/core/commonjs-packages.js';
 import { loadConfig } from '../../../src/core/config.js';
 import {
   DELIVERY_JOB_NAME,
@@ -54,7 +55,7 @@ function setup(prefix: string) {
     REPLICATE_WEBHOOK_SECRET: makeSecret(),
     INLET_PREFIX: prefix,
   });
-  const queue = new Queue<DeliveryJob>(QUEUE_NAME, { connection: client, prefix });
+  const queue = new bullmq.Queue<DeliveryJob>(QUEUE_NAME, { connection: client, prefix });
   const enqueuer = new DeliveryEnqueuer(queue, client, config);
   return { config, queue, enqueuer };
 }
