@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { request } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import type { Redis } from 'ioredis';
+import { bullmq } from '../../src/core/commonjs-packages.js';
 import type { DeliveryJob } from '../../src/core/job.js';
 import { makeSecret, samplePrediction, signedHeaders, webhookId } from '../support/deliveries.js';
 import { startTestIngest } from '../support/ingest.js';
@@ -383,9 +384,19 @@ describe('when Redis goes away', () => {
     assert.ok(statuses.includes(202), 'some deliveries were accepted');
     assert.equal(statuses.at(-1), 202, 'accepted again after Redis came back');
     // Every 202 is in Redis after the crash and restart; no 503 left a job behind it claimed.
-    for (const [id, status] of answers) {
-      const stored = (await ingest.queue.getJob(id)) !== undefined;
-      if (status === 202) assert.ok(stored, `${id} was answered 202 but is not stored`);
+    // Read through a connection of the test's own that waits for Redis: the ingest's fail-fast
+    // connections each reconnect in their own time, and one not yet back refuses at once.
+    const queue = new bullmq.Queue(ingest.queue.name, {
+      connection: { url: redis.url },
+      prefix: ingest.queue.opts.prefix,
+    });
+    try {
+      for (const [id, status] of answers) {
+        const stored = (await queue.getJob(id)) !== undefined;
+        if (status === 202) assert.ok(stored, `${id} was answered 202 but is not stored`);
+      }
+    } finally {
+      await queue.close();
     }
     assert.equal((await fetch(`${ingest.url}/readyz`)).status, 200);
   });
