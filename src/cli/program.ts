@@ -45,6 +45,10 @@ export async function createProgram(args: readonly string[]): Promise<Command> {
   // The first word that is not an option names the command.
   const named = args.find((arg) => !arg.startsWith('-'));
   const only = named !== undefined && Object.hasOwn(COMMANDS, named) ? named : undefined;
+  // `inlet --version` needs no command: loading them all took 0.55 s of CPU against 0.15.
+  if (named === undefined && args.some((arg) => arg === '-V' || arg === '--version')) {
+    return program;
+  }
   const chosen = Object.entries(COMMANDS).filter(([name]) => only === undefined || name === only);
   for (const command of await Promise.all(chosen.map(([, load]) => load()))) {
     program.addCommand(command);
