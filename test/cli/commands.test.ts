@@ -3,7 +3,7 @@ import { describe, test } from 'node:test';
 import { CommanderError } from 'commander';
 import { createProgram } from '../../src/cli/program.js';
 import { sendCommand } from '../../src/cli/send.js';
-import { runCli } from '../support/cli.js';
+import { parseCommandLine, runCli } from '../support/cli.js';
 
 const COMMANDS = [
   'ingest',
@@ -94,7 +94,7 @@ describe('the inlet CLI', { concurrency: 4 }, () => {
   ];
   for (const [args, message] of badValues) {
     test(`send ${args.join(' ')} is refused in one line, exit 1`, async () => {
-      const result = await parseSend(args);
+      const result = await parseCommandLine(sendCommand(), args);
       assert.equal(result.code, 1);
       assert.match(result.stderr, message);
       assert.doesNotMatch(result.stderr, /\n\s+at /);
@@ -138,22 +138,6 @@ async function parseInlet(
     return { code: 0, stdout, stderr };
   } catch (error) {
     if (error instanceof CommanderError) return { code: error.exitCode, stdout, stderr };
-    throw error;
-  }
-}
-
-/** Parses `inlet send <args>` in this process with a no-op action: commander's stderr and code. */
-async function parseSend(args: string[]): Promise<{ code: number; stderr: string }> {
-  let stderr = '';
-  const command = sendCommand()
-    .exitOverride()
-    .configureOutput({ writeErr: (text) => (stderr += text), writeOut: () => undefined })
-    .action(() => undefined);
-  try {
-    await command.parseAsync(args, { from: 'user' });
-    return { code: 0, stderr };
-  } catch (error) {
-    if (error instanceof CommanderError) return { code: error.exitCode, stderr };
     throw error;
   }
 }

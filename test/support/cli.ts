@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { type Command, CommanderError } from 'commander';
 import { freePort } from '../../src/core/free-port.js';
 import { CLI, ROOT } from './paths.js';
 import { GUARD_MS, waitFor } from './wait-for.js';
@@ -33,6 +34,29 @@ export function baseEnv(extra: Record<string, string | undefined> = {}): NodeJS.
     else env[key] = value;
   }
   return env;
+}
+
+/**
+ * Parses `args` through one of inlet's commands in this process, its action replaced by a no-op:
+ * commander's exit code and stderr, without a process each (about 0.3 s of CPU apiece). For the
+ * refusals that happen before a command's action; a test of the action runs the real process.
+ */
+export async function parseCommandLine(
+  command: Command,
+  args: string[],
+): Promise<{ code: number; stderr: string }> {
+  let stderr = '';
+  command
+    .exitOverride()
+    .configureOutput({ writeErr: (text) => (stderr += text), writeOut: () => undefined })
+    .action(() => undefined);
+  try {
+    await command.parseAsync(args, { from: 'user' });
+    return { code: 0, stderr };
+  } catch (error) {
+    if (error instanceof CommanderError) return { code: error.exitCode, stderr };
+    throw error;
+  }
 }
 
 /** Runs `inlet <args>` to completion. */

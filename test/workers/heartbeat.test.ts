@@ -3,10 +3,9 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { CommanderError } from 'commander';
 import { healthcheckCommand } from '../../src/cli/healthcheck.js';
 import { heartbeatProblem, WorkerHeartbeat } from '../../src/workers/heartbeat.js';
-import { runCli, spawnCli, stopCli } from '../support/cli.js';
+import { parseCommandLine, runCli, spawnCli, stopCli } from '../support/cli.js';
 import { TestRedis } from '../support/redis-server.js';
 import { waitFor } from '../support/wait-for.js';
 
@@ -91,32 +90,14 @@ describe('inlet worker --heartbeat-file and inlet healthcheck', () => {
 
 describe('inlet healthcheck usage', () => {
   test('a bad --max-age or a missing file argument: one line, non-zero exit', async () => {
-    const bad = await parseHealthcheck(['x', '--max-age', '0']);
+    const bad = await parseCommandLine(healthcheckCommand(), ['x', '--max-age', '0']);
     assert.notEqual(bad.code, 0);
     assert.equal(
       bad.stderr,
       "error: option '--max-age <ms>' argument '0' is invalid. expected a positive number of milliseconds\n",
     );
-    const missing = await parseHealthcheck([]);
+    const missing = await parseCommandLine(healthcheckCommand(), []);
     assert.notEqual(missing.code, 0);
     assert.equal(missing.stderr, "error: missing required argument 'file'\n");
   });
 });
-
-/**
- * Parses `inlet healthcheck <args>` in this process, through the command the CLI runs (the
- * refusals happen before its action): commander's exit code and stderr, without a process each.
- */
-async function parseHealthcheck(args: string[]): Promise<{ code: number; stderr: string }> {
-  let stderr = '';
-  const command = healthcheckCommand()
-    .exitOverride()
-    .configureOutput({ writeErr: (text) => (stderr += text), writeOut: () => undefined });
-  try {
-    await command.parseAsync(args, { from: 'user' });
-    return { code: 0, stderr };
-  } catch (error) {
-    if (error instanceof CommanderError) return { code: error.exitCode, stderr };
-    throw error;
-  }
-}
