@@ -4,7 +4,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { healthcheckCommand } from '../../src/cli/healthcheck.js';
-import { heartbeatProblem, WorkerHeartbeat } from '../../src/workers/heartbeat.js';
+import {
+  HEARTBEAT_INTERVAL_MS,
+  heartbeatProblem,
+  WorkerHeartbeat,
+} from '../../src/workers/heartbeat.js';
 import { parseCommandLine, runCli, spawnCli, stopCli } from '../support/cli.js';
 import { TestRedis } from '../support/redis-server.js';
 import { waitFor } from '../support/wait-for.js';
@@ -65,9 +69,11 @@ describe('inlet worker --heartbeat-file and inlet healthcheck', () => {
       assert.equal(healthy.code, 0, healthy.stderr);
       assert.equal(healthy.stderr, '');
 
+      // Older than a beat's interval and a second: a worker still beating never gets there.
+      const stale = HEARTBEAT_INTERVAL_MS + 1_000;
       await redis.stop();
-      await waitFor('unhealthy without Redis', async () => !(await fresh(1_000)));
-      const unhealthy = await check(1_000);
+      await waitFor('unhealthy without Redis', async () => !(await fresh(stale)));
+      const unhealthy = await check(stale);
       assert.equal(unhealthy.code, 1);
       assert.match(
         unhealthy.stderr,
