@@ -1,4 +1,4 @@
-import type { Cluster, ClusterOptions, Redis, RedisOptions } from 'ioredis';
+import type { Callback, Cluster, ClusterNode, ClusterOptions, Redis, RedisOptions } from 'ioredis';
 import { ioredis } from './commonjs-packages.js';
 
 /**
@@ -179,10 +179,54 @@ function createCluster(list: string, options: ConnectionOptions): Cluster {
     // TLS certificates name hosts, not the addresses the cluster hands out.
     ...(first.protocol === 'rediss:' ? { dnsLookup: (address, done) => done(null, address) } : {}),
   };
-  return new ioredis.Cluster(
+  return new StoppingCluster(
     nodes,
     options.role === 'fail-fast'
       ? { ...common, enableOfflineQueue: false }
       : { ...common, enableOfflineQueue: true },
   );
+}
+
+/** The cluster's own method that stops its periodic slot refresh (private in ioredis's types). */
+interface RefreshTimer {
+  clearNodesRefreshInterval?: () => void;
+}
+
+/**
+ * ioredis's `Cluster`, whose periodic slot refresh stops for good when it is closed. ioredis
+ * (5.11, and 6.0 alike) re-arms that refresh's timer in the callback of a refresh that was in
+ * flight when the client was closed, whatever the callback's error, and from then on retries it
+ * every `slotsRefreshInterval` on an empty node list: the closed client kept a timer, and with it
+ * its process, alive for ever. Seen as a chaos test's process that never exited after its tests
+ * had passed; the client left was BullMQ's blocking connection of an in-process worker, which
+ * BullMQ makes with `duplicate()`, so copies are of this class too.
+ */
+class StoppingCluster extends ioredis.Cluster {
+  constructor(
+    private readonly seeds: ClusterNode[],
+    options: ClusterOptions,
+  ) {
+    super(seeds, options);
+  }
+
+  override refreshSlotsCache(callback?: Callback<void>): void {
+    super.refreshSlotsCache(
+      callback &&
+        ((error) => {
+          callback(error);
+          // Closed (by disconnect or quit) or closing: a timer armed by the callback is ended
+          // here, as disconnect() ends the one it finds. A reconnect arms a new one when ready.
+          if (this.status === 'end' || this.status === 'close' || this.status === 'disconnecting') {
+            (this as unknown as RefreshTimer).clearNodesRefreshInterval?.();
+          }
+        }),
+    );
+  }
+
+  override duplicate(nodes: ClusterNode[] = [], overrides: ClusterOptions = {}): Cluster {
+    return new StoppingCluster(nodes.length > 0 ? nodes : this.seeds, {
+      ...this.options,
+      ...overrides,
+    });
+  }
 }

@@ -198,6 +198,41 @@ describe('Redis Cluster backend (3 masters, 3 replicas)', () => {
     }
   });
 
+  it('leaves no timer behind a client closed while it refreshes its slot map', async () => {
+    const timers = () => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
+    const before = timers();
+    const client = createRedis(cluster.url, { role: 'patient', cluster: true });
+    await client.ping();
+    // Copies, as BullMQ makes its blocking connections, refreshing every millisecond: a refresh
+    // is in flight at almost any moment, and each copy is closed at a different one. ioredis
+    // re-arms the refresh timer when such a refresh ends, and then keeps it (and the process)
+    // alive for ever.
+    const copies = Array.from({ length: 20 }, () =>
+      client.duplicate([], { slotsRefreshInterval: 1 }),
+    );
+    try {
+      await Promise.all(copies.map((copy) => copy.ping()));
+      for (const [at, copy] of copies.entries()) {
+        await new Promise((resolve) => setTimeout(resolve, at % 4));
+        copy.disconnect();
+      }
+      await closeRedis(client);
+      assert.ok(copies.every((copy) => copy.status === 'end' || copy.status === 'close'));
+      // Polled here rather than with waitFor, whose own timers would be counted. Refreshes in
+      // flight at the close end within slotsRefreshTimeout (2 s).
+      for (const end = Date.now() + 5_000; timers() > before && Date.now() < end; ) {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      assert.ok(timers() <= before, `timers left by closed clients: ${timers() - before}`);
+    } finally {
+      // Were the fault back, the timers left would keep this file's process from ever exiting:
+      // stopped here through ioredis's own (private) method, so that the test fails instead.
+      for (const copy of copies) {
+        (copy as unknown as { clearNodesRefreshInterval(): void }).clearNodesRefreshInterval();
+      }
+    }
+  });
+
   it('refuses a prefix whose keys would not share a slot, in one line', () => {
     const base = { REDIS_URL: cluster.url, REDIS_CLUSTER: '1' };
     assert.throws(
