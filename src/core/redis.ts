@@ -201,7 +201,7 @@ interface RefreshTimer {
  * had passed; the client left was BullMQ's blocking connection of an in-process worker, which
  * BullMQ makes with `duplicate()`, so copies are of this class too.
  */
-class StoppingCluster extends ioredis.Cluster {
+export class StoppingCluster extends ioredis.Cluster {
   constructor(
     private readonly seeds: ClusterNode[],
     options: ClusterOptions,

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import type { Cluster, Redis } from 'ioredis';
 import { ioredis } from '../../src/core/commonjs-packages.js';
 import { freePort } from '../../src/core/free-port.js';
+import { StoppingCluster } from '../../src/core/redis.js';
 import { RedisClusterServer } from '../../src/core/redis-cluster-server.js';
 import { RedisServer } from '../../src/core/redis-server.js';
 
@@ -129,9 +130,12 @@ export class TestRedisCluster {
     return this.server.url;
   }
 
-  /** A cluster client for assertions; the caller closes it. */
+  /**
+   * A cluster client for assertions; the caller closes it. inlet's own Cluster class, whose
+   * closing cannot leave a slot-refresh timer that keeps the test's process alive.
+   */
   client(): Cluster {
-    const client = new ioredis.Cluster(
+    const client = new StoppingCluster(
       this.server.nodes.map((node) => ({ host: '127.0.0.1', port: node.port })),
       { redisOptions: { maxRetriesPerRequest: 1 } },
     );
