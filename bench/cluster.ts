@@ -1,6 +1,5 @@
 import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import type { JobType } from 'bullmq';
 import type { Cluster, Redis } from 'ioredis';
 import { StoppingCluster } from '../src/core/redis.js';
 import { RedisClusterServer } from '../src/core/redis-cluster-server.js';
@@ -10,7 +9,7 @@ import { DeliveryPool } from './deliveries.js';
 import { driveWebhooks } from './load.js';
 import { BenchProcess, freePort, waitForHttp } from './processes.js';
 import { BenchRedis } from './redis.js';
-import { NOOP_PROCESSOR } from './worker-rounds.js';
+import { countJobs, NOOP_PROCESSOR, QUEUED_STATES } from './worker-rounds.js';
 
 /**
  * `npm run bench -- --cluster --shards 1,6 --workers 1,2`: the whole pipeline (one ingest
@@ -162,14 +161,7 @@ async function runRound(
     // Counted from what is left to do, not from the completed set: BullMQ keeps at most 10,000
     // completed jobs (deliveryJobOptions), so on a fast host a count of completed jobs stopped
     // growing and the round waited out its 2 minutes for deliveries processed long before.
-    const countOf = async (...states: JobType[]) => {
-      const counts = await Promise.all(queues.map((queue) => queue.getJobCounts(...states)));
-      return counts.reduce(
-        (sum, count) => sum + states.reduce((all, state) => all + (count[state] ?? 0), 0),
-        0,
-      );
-    };
-    const queuedNow = () => countOf('wait', 'active', 'delayed', 'prioritized');
+    const queuedNow = () => countJobs(queues, QUEUED_STATES);
     // Warm-up (JIT, connections, scripts loaded), processed before the measured load starts.
     const warm = await driveWebhooks(pool, {
       baseUrl: `http://127.0.0.1:${port}`,
@@ -180,7 +172,7 @@ async function runRound(
     for (let i = 0; i < 600 && warmAcknowledged > 0 && (await queuedNow()) > 0; i++) {
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
-    const failedBefore = await countOf('failed');
+    const failedBefore = await countJobs(queues, ['failed']);
     // What Redis spends with nothing to do (cron, the cluster bus, replication pings, idle
     // workers' blocking reads and stall checks), measured for 2 s and taken off the round's.
     const idleStart = backend.pids().map(processCpuSeconds);
@@ -209,7 +201,7 @@ async function runRound(
     const seconds = (performance.now() - started) / 1000;
     const cpu = backend.pids().map((pid, i) => processCpuSeconds(pid) - (cpuBefore[i] ?? 0));
     const redisSeconds = cpu.reduce((sum, value) => sum + value, 0);
-    const failed = (await countOf('failed')) - failedBefore;
+    const failed = (await countJobs(queues, ['failed'])) - failedBefore;
     const completed = acknowledged - queued - failed;
     if (queued > 0 || failed > 0) {
       settings.log(

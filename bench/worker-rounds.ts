@@ -1,5 +1,5 @@
 import { join, resolve } from 'node:path';
-import { Queue } from 'bullmq';
+import { type JobType, Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { loadConfig } from '../src/core/config.js';
 import {
@@ -179,11 +179,23 @@ async function fill(
   }
 }
 
+/** The states of a job not processed yet: a queue is drained when no job is in them. */
+export const QUEUED_STATES: JobType[] = ['wait', 'active', 'delayed', 'prioritized'];
+
+/** The jobs in `states` over all of `queues` (one queue a shard). */
+export async function countJobs(queues: Queue[], states: JobType[]): Promise<number> {
+  const counts = await Promise.all(queues.map((queue) => queue.getJobCounts(...states)));
+  return counts.reduce(
+    (sum, count) => sum + states.reduce((all, state) => all + (count[state] ?? 0), 0),
+    0,
+  );
+}
+
 /** Polls until no job waits, runs or is delayed; a dead worker fails the bench. */
 export async function waitUntilDrained(queue: Queue, workers: BenchProcess[], timeoutMs = 120_000) {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const counts = await queue.getJobCounts('wait', 'active', 'delayed', 'prioritized');
+    const counts = await queue.getJobCounts(...QUEUED_STATES);
     if (Object.values(counts).every((count) => count === 0)) return;
     const dead = workers.find((worker) => !worker.running);
     if (dead) throw new Error(`${dead.name} exited while the queue still had jobs`);
