@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import type { Job } from 'bullmq';
 import { bullmq } from '../core/commonjs-packages.js';
 import type { DeliveryJob } from '../core/job.js';
@@ -8,7 +7,8 @@ import type { WorkerEvent } from '../core/worker-figures.js';
 import { busyDelay, MAX_BACKOFF_MS } from './backoff.js';
 import type { FailedRun, Ledger } from './counted-ledger.js';
 import type { LazyAbort } from './lazy-abort.js';
-import type { DeliveryRef } from './prediction-ledger.js';
+import { type FetchedBegin, tryToken } from './ledger-on-fetch.js';
+import { type BeginOutcome, beginOutcome, type DeliveryRef } from './prediction-ledger.js';
 import { type Processor, type ProcessorContext, wantsStatus } from './processor.js';
 import { runProcessorIn } from './run-processor.js';
 import { type RunningDelivery, runningEntry, type StopReason } from './running-delivery.js';
@@ -18,10 +18,6 @@ export type DeliveryResult =
   | { outcome: 'processed'; ran: string[] }
   | { outcome: 'already_done' }
   | { outcome: 'skipped_after_terminal'; recordedStatus: string };
-
-/** Prediction-lock tokens: unique per process and delivery, without a random draw per job. */
-const PROCESS_TOKEN = randomBytes(6).toString('hex');
-let lockTokens = 0;
 
 /** What one try of a delivery's processors came to. */
 interface TryOutcome {
@@ -45,6 +41,11 @@ export interface DispatcherOptions {
   logger: Logger;
   /** A processor's timeout unless it sets its own (`INLET_PROCESSOR_TIMEOUT_MS`). */
   timeoutMs: number;
+  /**
+   * The ledger's decisions taken by the scripts that fetched the jobs (ledger-on-fetch.ts); a job
+   * without one is decided by {@link Ledger.begin}, one round trip more.
+   */
+  fetched?: { take(job: Job): FetchedBegin | undefined };
 }
 
 /**
@@ -68,6 +69,8 @@ export class DeliveryDispatcher {
 
   /** The BullMQ processor function. */
   async dispatch(job: Job<DeliveryJob>, token = ''): Promise<DeliveryResult> {
+    // Taken first, so that a job that turns out not to be a delivery leaves nothing behind.
+    const fetched = this.options.fetched?.take(job);
     const delivery = deliveryRef(job);
     // The delivery's child logger is made on first use: a processed delivery logs one line,
     // written from the process logger with the same fields (a child per delivery was a
@@ -77,13 +80,24 @@ export class DeliveryDispatcher {
       child ??= this.options.logger.child(fields(delivery));
       return child;
     };
-    if (this.stopping) return this.handBack(job, token, log, 'worker stopping');
+    if (this.stopping) {
+      if (fetched?.reply[0] === 'run')
+        await this.options.ledger.release(delivery, fetched.token, []);
+      return this.handBack(job, token, log, 'worker stopping');
+    }
 
     const wanted = this.options.processors
       .filter((p) => wantsStatus(p, delivery.status))
       .map((p) => p.name);
-    const lockToken = `${token}:${PROCESS_TOKEN}:${++lockTokens}`;
-    const begun = await this.options.ledger.begin(delivery, lockToken, wanted);
+    let lockToken: string;
+    let begun: BeginOutcome;
+    if (fetched) {
+      lockToken = fetched.token;
+      begun = beginOutcome(fetched.reply);
+    } else {
+      lockToken = tryToken(token);
+      begun = await this.options.ledger.begin(delivery, lockToken, wanted);
+    }
     switch (begun.kind) {
       case 'skip': {
         const conflict = delivery.terminal;
@@ -403,6 +417,7 @@ function deliveryRef(job: Job<DeliveryJob>): DeliveryRef {
     predictionId: prediction.id,
     status: prediction.status,
     terminal: isTerminal(prediction.status),
+    jobId: job.id,
   };
 }
 

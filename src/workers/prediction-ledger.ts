@@ -1,12 +1,13 @@
 import type { ChainableCommander } from 'ioredis';
 import type { PredictionStatus } from '../core/prediction.js';
-import { corkUntilImmediate, type RedisClient as Redis } from '../core/redis.js';
+import type { RedisClient as Redis } from '../core/redis.js';
 import { beginDelivery3 } from '../core/scripts/begin-delivery-3.js';
 import { finishDelivery3 } from '../core/scripts/finish-delivery-3.js';
 import { markProcessorDone2 } from '../core/scripts/mark-processor-done-2.js';
 import { defineScripts } from '../core/scripts/redis-script.js';
 import { releasePredictionLock1 } from '../core/scripts/release-prediction-lock-1.js';
 import { renewPredictionLock1 } from '../core/scripts/renew-prediction-lock-1.js';
+import type { LedgerOnFetch } from './ledger-on-fetch.js';
 
 /**
  * Keys of the ledger, all under `INLET_PREFIX`:
@@ -36,6 +37,8 @@ export interface DeliveryRef {
   status: PredictionStatus;
   /** True for `succeeded`, `failed`, `canceled`, `aborted`: processors run once per prediction. */
   terminal: boolean;
+  /** The BullMQ job that carries it, when there is one. */
+  jobId?: string;
 }
 
 /** What {@link PredictionLedger.begin} decided. */
@@ -51,6 +54,14 @@ export interface LedgerOptions {
   lockTtlMs: number;
   /** How long ledger entries outlive their last write. */
   retentionSeconds: number;
+}
+
+/** Reads beginDelivery-3's answer, from its own call or from a fetch script's (fetch-and-begin.ts). */
+export function beginOutcome(reply: string[]): BeginOutcome {
+  const [kind, detail = '', ...pending] = reply;
+  if (kind === 'skip' || kind === 'done') return { kind, recordedStatus: detail };
+  if (kind === 'busy') return { kind, waits: Number(detail) };
+  return { kind: 'run', pending };
 }
 
 /** A held prediction lock, renewed until {@link LockHold.stop}. */
@@ -84,10 +95,10 @@ export class PredictionLedger {
     private readonly redis: Redis,
     private readonly options: LedgerOptions,
     /**
-     * The connection BullMQ completes this ledger's jobs on (the worker's): {@link complete}
-     * goes out on it. The ledger's own connection when left out.
+     * The worker's fetches (ledger-on-fetch.ts): when given, {@link complete} goes out with
+     * BullMQ's completion of the delivery's job, in the same script call.
      */
-    private readonly completeOn: Redis = redis,
+    private readonly onFetch?: LedgerOnFetch,
   ) {
     defineScripts(
       redis,
@@ -97,7 +108,6 @@ export class PredictionLedger {
       renewPredictionLock1,
       releasePredictionLock1,
     );
-    if (completeOn !== redis) defineScripts(completeOn, finishDelivery3);
   }
 
   /**
@@ -106,7 +116,7 @@ export class PredictionLedger {
    */
   async begin(delivery: DeliveryRef, token: string, processors: string[]): Promise<BeginOutcome> {
     const { prefix, lockTtlMs, retentionSeconds } = this.options;
-    const [kind, detail = '', ...pending] = await this.redis.beginDelivery(
+    const reply = await this.redis.beginDelivery(
       ledgerKeys.prediction(prefix, delivery.predictionId),
       ledgerKeys.lock(prefix, delivery.predictionId),
       ledgerKeys.delivery(prefix, delivery.webhookId),
@@ -120,9 +130,7 @@ export class PredictionLedger {
       Date.now(),
       ...processors,
     );
-    if (kind === 'skip' || kind === 'done') return { kind, recordedStatus: detail };
-    if (kind === 'busy') return { kind, waits: Number(detail) };
-    return { kind: 'run', pending };
+    return beginOutcome(reply);
   }
 
   /**
@@ -181,32 +189,37 @@ export class PredictionLedger {
    * forgets the delivery's progress. Resolves `false` only when another try had recorded that
    * terminal processor's success for the prediction, as {@link markDone} does.
    *
-   * The call goes out on the connection BullMQ completes the job on, and a worker does not wait
-   * for its answer before handing BullMQ the job's result: Redis runs one connection's commands
-   * in order, so the delivery's end is recorded before its job is completed, and BullMQ's
-   * moveToFinished leaves in the same write (the socket is corked until the end of the tick).
-   * One round trip fewer per delivery: Redis's reads per delivery went from 1.39 to 0.63 and its
-   * CPU from 87 to 79 µs in the bench (CHANGELOG). A call Redis refused is sent once more on the
-   * ledger's own connection.
+   * In a worker the call goes out with BullMQ's completion of the delivery's job, which comes in
+   * the microtasks after the dispatcher returns: one script call for both, the end recorded
+   * first (fetch-and-begin.ts). A worker does not wait for the answer before handing BullMQ the
+   * job's result. Sent on the ledger's own connection when no completion takes it in that turn
+   * of the event loop, or when the call that carried it failed.
    */
   complete(delivery: DeliveryRef, token: string | undefined, processor?: string): Promise<boolean> {
     const { prefix, retentionSeconds } = this.options;
-    const args = [
-      ledgerKeys.prediction(prefix, delivery.predictionId),
-      ledgerKeys.lock(prefix, delivery.predictionId),
-      ledgerKeys.delivery(prefix, delivery.webhookId),
-      token ?? '',
-      processor ?? '',
-      delivery.terminal ? '1' : '0',
-      delivery.webhookId,
-      retentionSeconds,
-    ] as const;
-    // The delivery's end, then BullMQ's completion of its job (in the microtasks after the
-    // dispatcher returns), leave in one write.
-    corkUntilImmediate(this.completeOn);
-    const sent = this.completeOn.finishDelivery(...args);
+    const { predictionId, webhookId } = delivery;
+    const args = {
+      predictionId,
+      webhookId,
+      token: token ?? '',
+      processor: processor ?? '',
+      terminal: delivery.terminal ? '1' : '0',
+    } as const;
+    const alone = () =>
+      this.redis.finishDelivery(
+        ledgerKeys.prediction(prefix, predictionId),
+        ledgerKeys.lock(prefix, predictionId),
+        ledgerKeys.delivery(prefix, webhookId),
+        args.token,
+        args.processor,
+        args.terminal,
+        webhookId,
+        retentionSeconds,
+      );
     const answered =
-      this.completeOn === this.redis ? sent : sent.catch(() => this.redis.finishDelivery(...args));
+      this.onFetch && delivery.jobId !== undefined
+        ? this.onFetch.finishWithJob(delivery.jobId, args, alone)
+        : alone();
     return answered.then((first) => first === 1);
   }
 

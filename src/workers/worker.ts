@@ -11,6 +11,7 @@ import { backoffStrategy } from './backoff.js';
 import { CountedLedger } from './counted-ledger.js';
 import { DeliveryDispatcher, type DeliveryResult } from './dispatch-delivery.js';
 import { WorkerHeartbeat } from './heartbeat.js';
+import { installLedgerOnFetch, LedgerOnFetch } from './ledger-on-fetch.js';
 import { loadProcessors } from './load-processors.js';
 import { ledgerKeys, PredictionLedger } from './prediction-ledger.js';
 import type { Processor } from './processor.js';
@@ -80,17 +81,29 @@ export async function startWorker(options: WorkerStartOptions): Promise<InletWor
   // concurrencies add up to WORKER_CONCURRENCY (at least 1 each).
   const shards = config.INLET_WORKER_SHARDS ?? allShards(layout);
   const concurrency = Math.max(1, Math.ceil(config.WORKER_CONCURRENCY / shards.length));
-  const parts = shards.map((shard) => {
-    const ledger = new CountedLedger(
-      new PredictionLedger(
-        ledgerRedis,
+  const onFetch = shards.map(
+    (shard) =>
+      new LedgerOnFetch(
+        `${queuePrefix(layout, shard)}:${QUEUE_NAME}:`,
         {
           prefix: recordPrefix(layout, shard),
           lockTtlMs: config.INLET_LOCK_DURATION_MS,
           retentionSeconds,
         },
-        // A delivery's end goes out just before BullMQ completes its job, on BullMQ's connection.
-        redis,
+        processors,
+      ),
+  );
+  // The ledger's begin and finish of each delivery go with BullMQ's fetch and completion of its
+  // job, in one script call (src/core/scripts/fetch-and-begin.ts).
+  installLedgerOnFetch(redis, onFetch);
+  const parts = shards.map((shard, i) => {
+    const fetches = onFetch[i] as LedgerOnFetch;
+    const ledger = new CountedLedger(
+      new PredictionLedger(
+        ledgerRedis,
+        fetches.ledger,
+        // A delivery's end goes out with BullMQ's completion of its job.
+        fetches,
       ),
       figures,
       figurePrefix,
@@ -100,6 +113,7 @@ export async function startWorker(options: WorkerStartOptions): Promise<InletWor
       processors,
       logger,
       timeoutMs: config.INLET_PROCESSOR_TIMEOUT_MS,
+      fetched: fetches,
     });
     const worker = new bullmq.Worker<DeliveryJob, DeliveryResult>(
       QUEUE_NAME,

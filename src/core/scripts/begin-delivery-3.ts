@@ -2,6 +2,69 @@ import type { Result } from 'ioredis';
 import type { RedisScript } from './redis-script.js';
 
 /**
+ * The script's body as a Lua function of (KEYS, ARGV), for the scripts that also run it on the
+ * job BullMQ hands a worker (fetch-and-begin.ts): one body, so the two cannot drift apart.
+ */
+export const BEGIN_DELIVERY_FUNCTION = `local function beginDelivery(KEYS, ARGV)
+  -- A status after the recorded terminal one: counted once per try (a resend finds its token).
+  local function skip(recorded)
+    if redis.call('HGET', KEYS[3], 'try') ~= ARGV[1] then
+      redis.call('HINCRBY', KEYS[1], 'skipped', 1)
+      redis.call('HSET', KEYS[3], 'try', ARGV[1])
+      redis.call('EXPIRE', KEYS[3], ARGV[3])
+    end
+    redis.call('EXPIRE', KEYS[1], ARGV[3])
+    return {'skip', recorded}
+  end
+
+  local terminal = ARGV[5] == '1'
+  local recorded
+  local pending = {}
+  if terminal then
+    -- The status and every wanted processor's mark in one read.
+    local fields = {'status'}
+    for i = 9, #ARGV do fields[#fields + 1] = 'done:' .. ARGV[i] end
+    local got = redis.call('HMGET', KEYS[1], unpack(fields))
+    recorded = got[1]
+    if recorded and recorded ~= ARGV[4] then return skip(recorded) end
+    if not recorded then
+      redis.call('HSET', KEYS[1], 'status', ARGV[4], 'terminalAt', ARGV[8])
+      recorded = ARGV[4]
+    end
+    redis.call('EXPIRE', KEYS[1], ARGV[3])
+    for i = 9, #ARGV do
+      if not got[i - 7] then pending[#pending + 1] = ARGV[i] end
+    end
+  else
+    recorded = redis.call('HGET', KEYS[1], 'status')
+    if recorded then return skip(recorded) end
+    if #ARGV >= 9 then
+      local fields = {}
+      for i = 9, #ARGV do fields[#fields + 1] = 'done:' .. ARGV[i] end
+      local got = redis.call('HMGET', KEYS[3], unpack(fields))
+      for i = 9, #ARGV do
+        if not got[i - 8] then pending[#pending + 1] = ARGV[i] end
+      end
+    end
+  end
+  if #pending == 0 then return {'done', recorded or ''} end
+  if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then
+    redis.call('HSET', KEYS[3], 'predictionId', ARGV[7], 'status', ARGV[4], 'try', ARGV[1])
+    redis.call('EXPIRE', KEYS[3], ARGV[3])
+    return {'run', recorded or '', unpack(pending)}
+  end
+  local resent = redis.call('HGET', KEYS[3], 'try') == ARGV[1]
+  redis.call('HSET', KEYS[3], 'predictionId', ARGV[7], 'status', ARGV[4], 'try', ARGV[1])
+  redis.call('EXPIRE', KEYS[3], ARGV[3])
+  if redis.call('GET', KEYS[2]) ~= ARGV[1] then
+    if resent then return {'busy', redis.call('HGET', KEYS[3], 'waits') or '0'} end
+    return {'busy', tostring(redis.call('HINCRBY', KEYS[3], 'waits', 1))}
+  end
+  redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
+  return {'run', recorded or '', unpack(pending)}
+end`;
+
+/**
  * beginDelivery-3: decides what one try of a delivery does, and takes the prediction's lock if
  * it runs.
  *   KEYS[1] `<prefix>:prediction:<id>`        HASH, the prediction's ledger
@@ -32,63 +95,8 @@ import type { RedisScript } from './redis-script.js';
 export const beginDelivery3 = {
   name: 'beginDelivery',
   numberOfKeys: 3,
-  lua: `
--- A status after the recorded terminal one: counted once per try (a resend finds its token).
-local function skip(recorded)
-  if redis.call('HGET', KEYS[3], 'try') ~= ARGV[1] then
-    redis.call('HINCRBY', KEYS[1], 'skipped', 1)
-    redis.call('HSET', KEYS[3], 'try', ARGV[1])
-    redis.call('EXPIRE', KEYS[3], ARGV[3])
-  end
-  redis.call('EXPIRE', KEYS[1], ARGV[3])
-  return {'skip', recorded}
-end
-
-local terminal = ARGV[5] == '1'
-local recorded
-local pending = {}
-if terminal then
-  -- The status and every wanted processor's mark in one read.
-  local fields = {'status'}
-  for i = 9, #ARGV do fields[#fields + 1] = 'done:' .. ARGV[i] end
-  local got = redis.call('HMGET', KEYS[1], unpack(fields))
-  recorded = got[1]
-  if recorded and recorded ~= ARGV[4] then return skip(recorded) end
-  if not recorded then
-    redis.call('HSET', KEYS[1], 'status', ARGV[4], 'terminalAt', ARGV[8])
-    recorded = ARGV[4]
-  end
-  redis.call('EXPIRE', KEYS[1], ARGV[3])
-  for i = 9, #ARGV do
-    if not got[i - 7] then pending[#pending + 1] = ARGV[i] end
-  end
-else
-  recorded = redis.call('HGET', KEYS[1], 'status')
-  if recorded then return skip(recorded) end
-  if #ARGV >= 9 then
-    local fields = {}
-    for i = 9, #ARGV do fields[#fields + 1] = 'done:' .. ARGV[i] end
-    local got = redis.call('HMGET', KEYS[3], unpack(fields))
-    for i = 9, #ARGV do
-      if not got[i - 8] then pending[#pending + 1] = ARGV[i] end
-    end
-  end
-end
-if #pending == 0 then return {'done', recorded or ''} end
-if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  redis.call('HSET', KEYS[3], 'predictionId', ARGV[7], 'status', ARGV[4], 'try', ARGV[1])
-  redis.call('EXPIRE', KEYS[3], ARGV[3])
-  return {'run', recorded or '', unpack(pending)}
-end
-local resent = redis.call('HGET', KEYS[3], 'try') == ARGV[1]
-redis.call('HSET', KEYS[3], 'predictionId', ARGV[7], 'status', ARGV[4], 'try', ARGV[1])
-redis.call('EXPIRE', KEYS[3], ARGV[3])
-if redis.call('GET', KEYS[2]) ~= ARGV[1] then
-  if resent then return {'busy', redis.call('HGET', KEYS[3], 'waits') or '0'} end
-  return {'busy', tostring(redis.call('HINCRBY', KEYS[3], 'waits', 1))}
-end
-redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
-return {'run', recorded or '', unpack(pending)}`,
+  lua: `${BEGIN_DELIVERY_FUNCTION}
+return beginDelivery(KEYS, ARGV)`,
 } as const satisfies RedisScript;
 
 declare module 'ioredis' {

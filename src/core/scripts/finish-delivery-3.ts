@@ -2,6 +2,27 @@ import type { Result } from 'ioredis';
 import type { RedisScript } from './redis-script.js';
 
 /**
+ * The script's body as a Lua function of (KEYS, ARGV), for the script that also runs it before
+ * BullMQ completes the delivery's job (fetch-and-begin.ts): one body for both.
+ */
+export const FINISH_DELIVERY_FUNCTION = `local function finishDelivery(KEYS, ARGV)
+  local first = 1
+  if ARGV[2] ~= '' and ARGV[3] == '1' then
+    local run = ARGV[4] .. ' ' .. ARGV[1]
+    if redis.call('HSETNX', KEYS[1], 'done:' .. ARGV[2], run) == 0 then
+      if redis.call('HGET', KEYS[1], 'done:' .. ARGV[2]) ~= run then first = 0 end
+    end
+    redis.call('EXPIRE', KEYS[1], ARGV[5])
+  end
+  if ARGV[1] ~= '' and redis.call('GET', KEYS[2]) == ARGV[1] then
+    redis.call('DEL', KEYS[2], KEYS[3])
+  else
+    redis.call('DEL', KEYS[3])
+  end
+  return first
+end`;
+
+/**
  * finishDelivery-3: ends a delivery that has nothing left to do, recording its last processor's
  * success in the same step.
  *   KEYS[1] `<prefix>:prediction:<id>`   KEYS[2] `<prefix>:prediction:<id>:lock`
@@ -25,21 +46,8 @@ import type { RedisScript } from './redis-script.js';
 export const finishDelivery3 = {
   name: 'finishDelivery',
   numberOfKeys: 3,
-  lua: `
-local first = 1
-if ARGV[2] ~= '' and ARGV[3] == '1' then
-  local run = ARGV[4] .. ' ' .. ARGV[1]
-  if redis.call('HSETNX', KEYS[1], 'done:' .. ARGV[2], run) == 0 then
-    if redis.call('HGET', KEYS[1], 'done:' .. ARGV[2]) ~= run then first = 0 end
-  end
-  redis.call('EXPIRE', KEYS[1], ARGV[5])
-end
-if ARGV[1] ~= '' and redis.call('GET', KEYS[2]) == ARGV[1] then
-  redis.call('DEL', KEYS[2], KEYS[3])
-else
-  redis.call('DEL', KEYS[3])
-end
-return first`,
+  lua: `${FINISH_DELIVERY_FUNCTION}
+return finishDelivery(KEYS, ARGV)`,
 } as const satisfies RedisScript;
 
 declare module 'ioredis' {

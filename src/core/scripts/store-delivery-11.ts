@@ -1,44 +1,8 @@
-import { createRequire } from 'node:module';
 import type { Result } from 'ioredis';
+import { bullmqScript } from './bullmq-script.js';
 import type { RedisScript } from './redis-script.js';
 
-/**
- * The one BullMQ version whose private `addStandardJob` script storeDelivery wraps. package.json
- * pins bullmq to exactly this version; {@link storeDelivery11} refuses any other, and
- * test/core/scripts/store-delivery.test.ts compares a job stored this way with one stored by
- * `Queue.add`, field by field, so that an upgrade is a deliberate, tested change.
- */
-export const BULLMQ_VERSION = '6.7.0';
-
-/** BullMQ's Lua for adding a job, as its Redis backend sends it (keys: 9, then 3 ARGV). */
-interface BullmqScript {
-  name: string;
-  content: string;
-  keys: number;
-}
-
-const require = createRequire(import.meta.url);
-
-/**
- * BullMQ's own add script, of the installed version, checked. BullMQ does not export its
- * scripts from the package main; the CommonJS build is the one Node loads for `bullmq`, so this is
- * the very script `Queue.add` runs. Throws one line saying what is wrong and what to do.
- */
-export function bullmqAddStandardJob(): BullmqScript {
-  const { version } = require('bullmq/dist/cjs/version.js') as { version: string };
-  if (version !== BULLMQ_VERSION) {
-    throw new Error(
-      `bullmq ${version} is installed but inlet needs exactly ${BULLMQ_VERSION} (it wraps BullMQ's addStandardJob script): run npm ci, or install inlet-webhooks without overriding bullmq`,
-    );
-  }
-  const { addStandardJob } = require('bullmq/dist/cjs/scripts/addStandardJob-9.js') as {
-    addStandardJob: BullmqScript;
-  };
-  if (addStandardJob?.keys !== 9 || typeof addStandardJob.content !== 'string') {
-    throw new Error(`bullmq ${version}: its addStandardJob script is not the one inlet wraps`);
-  }
-  return addStandardJob;
-}
+export { BULLMQ_VERSION } from './bullmq-script.js';
 
 /** How many keys BullMQ's addStandardJob takes; storeDelivery's first keys are those. */
 export const BULLMQ_ADD_KEYS = 9;
@@ -61,7 +25,7 @@ export const BULLMQ_ADD_KEYS = 9;
  * 2xx, still true.
  */
 export function storeDelivery11(): RedisScript {
-  const addStandardJob = bullmqAddStandardJob();
+  const addStandardJob = bullmqScript('addStandardJob', BULLMQ_ADD_KEYS);
   return {
     name: 'storeDelivery',
     numberOfKeys: BULLMQ_ADD_KEYS + 2,

@@ -1,0 +1,46 @@
+import { createRequire } from 'node:module';
+
+/**
+ * The one BullMQ version whose private scripts inlet wraps: `addStandardJob` (storeDelivery-11)
+ * and the two that hand a worker its next job, `moveToActive` and `moveToFinished`
+ * (fetch-and-begin.ts). package.json pins bullmq to exactly this version; {@link bullmqScript}
+ * refuses any other, and test/core/scripts/ compares what the wrapped scripts do with what
+ * BullMQ's own do, so that an upgrade is a deliberate, tested change.
+ */
+export const BULLMQ_VERSION = '6.7.0';
+
+/** One of BullMQ's Lua scripts, as its Redis backend defines it. */
+export interface BullmqScript {
+  name: string;
+  content: string;
+  keys: number;
+}
+
+const require = createRequire(import.meta.url);
+
+/**
+ * BullMQ's own script `name` (with `keys` keys) of the installed version, checked. BullMQ does not
+ * export its scripts from the package main; the CommonJS build is the one Node loads for
+ * `bullmq`, so this is the very script BullMQ runs. Throws one line saying what is wrong and what
+ * to do.
+ */
+export function bullmqScript(name: string, keys: number): BullmqScript {
+  const { version } = require('bullmq/dist/cjs/version.js') as { version: string };
+  if (version !== BULLMQ_VERSION) {
+    throw new Error(
+      `bullmq ${version} is installed but inlet needs exactly ${BULLMQ_VERSION} (it wraps BullMQ's ${name} script): run npm ci, or install inlet-webhooks without overriding bullmq`,
+    );
+  }
+  const script = (
+    require(`bullmq/dist/cjs/scripts/${name}-${keys}.js`) as Record<string, BullmqScript>
+  )[name];
+  if (script?.keys !== keys || typeof script.content !== 'string') {
+    throw new Error(`bullmq ${version}: its ${name} script is not the one inlet wraps`);
+  }
+  return script;
+}
+
+/** The ioredis command BullMQ runs `name` by on its connections: `<name>:<version>`. */
+export function bullmqCommand(name: string): string {
+  return `${name}:${BULLMQ_VERSION}`;
+}

@@ -1,0 +1,221 @@
+import { randomBytes } from 'node:crypto';
+import type { Job } from 'bullmq';
+import { isTerminal, PREDICTION_STATUSES } from '../core/prediction.js';
+import type { RedisClient } from '../core/redis.js';
+import { bullmqCommand } from '../core/scripts/bullmq-script.js';
+import {
+  MOVE_TO_ACTIVE,
+  MOVE_TO_FINISHED,
+  moveToActiveAndBegin11,
+  moveToFinishedAndBegin14,
+} from '../core/scripts/fetch-and-begin.js';
+import { defineScripts } from '../core/scripts/redis-script.js';
+import type { LedgerOptions } from './prediction-ledger.js';
+import { type Processor, wantsStatus } from './processor.js';
+
+/** Prediction-lock tokens: unique per process and try, without a random draw per job. */
+const PROCESS_TOKEN = randomBytes(6).toString('hex');
+let tryTokens = 0;
+
+/** A new try's token, held in the prediction lock while its processors run. */
+export function tryToken(prefix: string): string {
+  return `${prefix}:${PROCESS_TOKEN}:${++tryTokens}`;
+}
+
+/** The ledger's decision on a job, taken by the script that fetched it. */
+export interface FetchedBegin {
+  /** The try's token: the prediction lock's value when the answer is `run`. */
+  token: string;
+  /** beginDelivery-3's answer. */
+  reply: string[];
+}
+
+/** finishDelivery-3's arguments for one delivery (see its header). */
+export interface FinishArgs {
+  predictionId: string;
+  webhookId: string;
+  /** The try's token, or empty when it holds no lock. */
+  token: string;
+  /** The processor whose success to record, or empty. */
+  processor: string;
+  terminal: '0' | '1';
+}
+
+interface PendingFinish {
+  args: FinishArgs;
+  resolve: (first: number) => void;
+  reject: (error: Error) => void;
+  /** Sends the finish as a call of its own. */
+  alone: () => Promise<number>;
+}
+
+/** At most this many answers wait for their dispatch; more means jobs fetched and never run. */
+const MAX_WAITING = 10_000;
+
+/**
+ * The ledger's calls that ride on one shard's BullMQ fetches (the fetch-and-begin scripts): the
+ * begin of each job fetched, kept until its dispatcher takes it as the job's processor starts;
+ * and the finish of each delivery, held until BullMQ completes its job, in the same turn of the
+ * event loop, and sent with it.
+ */
+export class LedgerOnFetch {
+  private readonly begins = new Map<string, FetchedBegin & { fetch: string }>();
+  private readonly finishes = new Map<string, PendingFinish>();
+  private sweeping = false;
+  /** ARGV[n+6] of the fetch scripts: what each status wants. */
+  readonly wants: string;
+
+  constructor(
+    /** The queue's key prefix, `<BullMQ prefix>:<queue name>:`: how the scripts name it. */
+    readonly queueKey: string,
+    readonly ledger: LedgerOptions,
+    processors: readonly Processor[],
+  ) {
+    this.wants = JSON.stringify(
+      Object.fromEntries(
+        PREDICTION_STATUSES.map((status) => [
+          status,
+          {
+            t: isTerminal(status) ? '1' : '0',
+            p: processors.filter((p) => wantsStatus(p, status)).map((p) => p.name),
+          },
+        ]),
+      ),
+    );
+  }
+
+  /**
+   * The decision fetched with this very try of `job`, once. A job fetched again by a script
+   * that does not begin (BullMQ's moveToDelayed also fetches) finds none: its fetch differs.
+   */
+  take(job: Job): FetchedBegin | undefined {
+    const id = job.id;
+    if (id === undefined) return undefined;
+    const entry = this.begins.get(id);
+    if (!entry) return undefined;
+    this.begins.delete(id);
+    if (entry.fetch !== fetchOf(job.processedOn, job.attemptsStarted)) return undefined;
+    return { token: entry.token, reply: entry.reply };
+  }
+
+  /**
+   * Ends a delivery with BullMQ's completion of its job `jobId`. BullMQ completes a job in the
+   * microtasks after its processor function returns, so when that has not happened by the end
+   * of this turn of the event loop (a worker closing completes nothing), `alone` sends it.
+   * Resolves with finishDelivery-3's answer.
+   */
+  finishWithJob(jobId: string, args: FinishArgs, alone: () => Promise<number>): Promise<number> {
+    return new Promise((resolve, reject) => {
+      this.finishes
+        .get(jobId)
+        ?.alone()
+        .catch(() => 0); // an earlier one left: never lose it
+      this.finishes.set(jobId, { args, resolve, reject, alone });
+      if (this.sweeping) return;
+      this.sweeping = true;
+      setImmediate(() => {
+        this.sweeping = false;
+        for (const pending of this.finishes.values()) sendAlone(pending);
+        this.finishes.clear();
+      });
+    });
+  }
+
+  /** The extra arguments of one fetch script call, and what to do with its answer. */
+  call(script: 'active' | 'finished', jobId: string): FetchCall {
+    const { prefix, lockTtlMs, retentionSeconds } = this.ledger;
+    const token = tryToken('fetch');
+    const args: Array<string | number> = [
+      prefix,
+      lockTtlMs,
+      retentionSeconds,
+      token,
+      Date.now(),
+      this.wants,
+    ];
+    const finish = script === 'finished' ? this.finishes.get(jobId) : undefined;
+    if (finish) {
+      this.finishes.delete(jobId);
+      const { predictionId, webhookId, token: finishToken, processor, terminal } = finish.args;
+      args.push(predictionId, webhookId, finishToken, processor, terminal);
+    }
+    return {
+      args,
+      answered: (raw) => {
+        const [, begun, finished, bullmq] = raw as [string, unknown, unknown, unknown];
+        if (finish) finish.resolve(Number(finished));
+        if (Array.isArray(begun) && Array.isArray(bullmq)) this.keep(bullmq, token, begun);
+        return bullmq;
+      },
+      failed: () => {
+        if (finish) sendAlone(finish);
+      },
+    };
+  }
+
+  private keep(bullmq: unknown[], token: string, reply: string[]): void {
+    const [fields, id] = bullmq as [string[], string];
+    let processedOn: number | undefined;
+    let attemptsStarted = 0;
+    for (let i = 0; i < fields.length - 1; i += 2) {
+      if (fields[i] === 'processedOn') processedOn = Number(fields[i + 1]);
+      else if (fields[i] === 'ats') attemptsStarted = Number(fields[i + 1]);
+    }
+    if (this.begins.size >= MAX_WAITING) {
+      const oldest = this.begins.keys().next().value;
+      if (oldest !== undefined) this.begins.delete(oldest);
+    }
+    this.begins.set(String(id), { token, reply, fetch: fetchOf(processedOn, attemptsStarted) });
+  }
+}
+
+interface FetchCall {
+  args: Array<string | number>;
+  /** Takes the script's answer apart; returns BullMQ's. */
+  answered(raw: unknown): unknown;
+  failed(): void;
+}
+
+function sendAlone(pending: PendingFinish): void {
+  pending.alone().then(pending.resolve, pending.reject);
+}
+
+function fetchOf(processedOn: number | undefined, attemptsStarted: number): string {
+  return `${processedOn ?? ''}:${attemptsStarted}`;
+}
+
+/**
+ * Makes BullMQ's workers on `redis` fetch their jobs with the fetch-and-begin scripts. BullMQ
+ * defines its scripts on a connection only under names the connection has no command of, so
+ * `moveToActive` and `moveToFinished` of BullMQ's version become functions that call the
+ * wrapped scripts with the shard's ledger arguments and hand BullMQ its own answer, unchanged.
+ * Call before any worker on `redis` starts.
+ */
+export function installLedgerOnFetch(redis: RedisClient, shards: readonly LedgerOnFetch[]): void {
+  defineScripts(redis, moveToActiveAndBegin11(), moveToFinishedAndBegin14());
+  const byQueue = new Map(shards.map((shard) => [shard.queueKey, shard]));
+  for (const [script, { name, keys, argc, queueArg }] of [
+    ['active', MOVE_TO_ACTIVE],
+    ['finished', MOVE_TO_FINISHED],
+  ] as const) {
+    const wrapped = `${name}AndBegin` as const;
+    Object.defineProperty(redis, bullmqCommand(name), {
+      configurable: true,
+      value: async (args: Array<string | number | Buffer | undefined>): Promise<unknown> => {
+        // BullMQ leaves an unused last argument undefined; ioredis would send it as ''.
+        const own = args.slice(0, keys + argc).map((arg) => arg ?? '');
+        const shard = byQueue.get(String(own[keys + queueArg - 1]));
+        if (!shard) return redis[wrapped](own);
+        const call = shard.call(script, String(own[keys]));
+        let raw: unknown;
+        try {
+          raw = await redis[wrapped]([...own, ...call.args]);
+        } catch (error) {
+          call.failed();
+          throw error;
+        }
+        return call.answered(raw);
+      },
+    });
+  }
+}
