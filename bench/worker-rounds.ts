@@ -2,13 +2,9 @@ import { join, resolve } from 'node:path';
 import { type JobType, Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { loadConfig } from '../src/core/config.js';
-import {
-  DELIVERY_JOB_NAME,
-  type DeliveryJob,
-  deliveryJobOptions,
-  QUEUE_NAME,
-} from '../src/core/job.js';
+import { type DeliveryJob, QUEUE_NAME } from '../src/core/job.js';
 import type { Prediction } from '../src/core/prediction.js';
+import { DeliveryEnqueuer } from '../src/ingest/enqueue-delivery.js';
 import { CpuMeter } from './cpu-usage.js';
 import { predictionBody } from './deliveries.js';
 import { BenchProcess } from './processes.js';
@@ -117,7 +113,7 @@ export async function runWorkerRounds(settings: WorkerSettings): Promise<WorkerR
       await settings.redis.flushall();
       const queue = deliveriesQueue(settings.redis);
       await queue.pause();
-      await fill(queue, settings.jobs, config);
+      await fill(queue, settings.redis, settings.jobs, config);
       const workers = Array.from({ length: settings.processes }, (_, i) =>
         startWorkerProcess(kind, i, settings),
       );
@@ -155,27 +151,31 @@ export async function runWorkerRounds(settings: WorkerSettings): Promise<WorkerR
   return rounds;
 }
 
+/** Stores `jobs` deliveries as the ingest does (DeliveryEnqueuer: storeDelivery-11), 200 at a time. */
 async function fill(
   queue: Queue<DeliveryJob>,
+  redis: Redis,
   jobs: number,
   config: ReturnType<typeof loadConfig>,
 ) {
-  const batch = 1000;
+  const enqueuer = new DeliveryEnqueuer(queue, redis, config);
+  const batch = 200;
   for (let done = 0; done < jobs; done += batch) {
     const size = Math.min(batch, jobs - done);
-    await queue.addBulk(
+    const stored = await Promise.all(
       Array.from({ length: size }, (_, i) => {
-        const webhookId = `msg_fill${done + i}_${Date.now().toString(36)}`;
-        const data: DeliveryJob = {
-          webhookId,
+        const predictionJson = predictionBody();
+        const delivery: DeliveryJob = {
+          webhookId: `msg_fill${done + i}_${Date.now().toString(36)}`,
           timestamp: Math.floor(Date.now() / 1000),
           receivedAt: Date.now(),
           query: {},
-          prediction: JSON.parse(predictionBody()) as Prediction,
+          prediction: JSON.parse(predictionJson) as Prediction,
         };
-        return { name: DELIVERY_JOB_NAME, data, opts: deliveryJobOptions(config, webhookId) };
+        return enqueuer.enqueueDelivery(delivery, predictionJson);
       }),
     );
+    if (stored.some((outcome) => outcome !== 'accepted')) throw new Error('bench fill: not stored');
   }
 }
 

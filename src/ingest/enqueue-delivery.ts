@@ -83,6 +83,8 @@ export class DeliveryEnqueuer {
         this.queue.toKey(jobId),
         ...bullmqArgs.slice(BULLMQ_ADD_KEYS),
         this.config.INLET_DEDUP_WINDOW_SECONDS,
+        delivery.prediction.id,
+        delivery.prediction.status,
       );
     } catch (error) {
       throw new StoreUnavailableError(`could not store the delivery: ${(error as Error).message}`);

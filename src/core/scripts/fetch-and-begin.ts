@@ -30,9 +30,12 @@ import type { RedisScript } from './redis-script.js';
  * With them it answers `{'inlet', begun, finished, BullMQ's answer}`:
  * - `finished`: finishDelivery-3's answer, run before BullMQ's part (as the separate call it
  *   replaces was sent before BullMQ's), or false without a delivery to finish;
- * - `begun`: when BullMQ's answer is a job that is a delivery (its `data` names a webhook id, a
- *   prediction id and a known status), beginDelivery-3's answer for it, else false. A job that
- *   is not a delivery is decided as before, by the worker calling beginDelivery-3.
+ * - `begun`: when BullMQ's answer is a job that is a delivery, beginDelivery-3's answer for it,
+ *   else false. A delivery stored by the ingest names its prediction and status in the job's
+ *   `inlet:prediction` and `inlet:status` fields (storeDelivery-11), and its webhook id in its
+ *   job id; any other job is a delivery when its `data` names a webhook id, a prediction id and
+ *   a known status. A job that is not a delivery is decided as before, by the worker calling
+ *   beginDelivery-3.
  * Both run with the ledger's keys `<prefix>:prediction:<id>`, `…:lock` and
  * `<prefix>:delivery:<webhook-id>`. They are not among KEYS: the fetched job's are found only
  * here. On a Redis Cluster they share the queue's slot (src/core/shards.ts), as BullMQ's job
@@ -59,18 +62,29 @@ local function ledgerKeys(prefix, predictionId, webhookId)
   return {prediction, prediction .. ':lock', prefix .. ':delivery:' .. webhookId}
 end
 -- beginDelivery-3 on a job BullMQ fetched, when it is a delivery; else false.
-local function begin(fields, x)
-  local data = ''
+local function begin(fields, jobId, x)
+  local data, predictionId, status = '', nil, nil
   for i = 1, #fields - 1, 2 do
-    if fields[i] == 'data' then
+    local field = fields[i]
+    if field == 'inlet:prediction' then
+      predictionId = fields[i + 1]
+    elseif field == 'inlet:status' then
+      status = fields[i + 1]
+    elseif field == 'data' then
       data = fields[i + 1]
-      break
     end
   end
-  local decoded, job = pcall(cjson.decode, data)
-  if not decoded or type(job) ~= 'table' or type(job.prediction) ~= 'table' then return false end
-  local webhookId, predictionId = job.webhookId, job.prediction.id
-  local status = job.prediction.status
+  local webhookId
+  if predictionId and status then
+    -- Stored by the ingest (storeDelivery-11), whose job id is the webhook id (jobIdFor).
+    webhookId = string.sub(jobId, 1, 1) == '#' and string.sub(jobId, 2) or jobId
+  else
+    local decoded, job = pcall(cjson.decode, data)
+    if not decoded or type(job) ~= 'table' or type(job.prediction) ~= 'table' then
+      return false
+    end
+    webhookId, predictionId, status = job.webhookId, job.prediction.id, job.prediction.status
+  end
   if type(webhookId) ~= 'string' or webhookId == '' or type(predictionId) ~= 'string'
     or predictionId == '' or type(status) ~= 'string' then
     return false
@@ -93,7 +107,9 @@ if x[7] then
 end
 local result = bullmq(KEYS, own)
 local begun = false
-if type(result) == 'table' and type(result[1]) == 'table' then begun = begin(result[1], x) end
+if type(result) == 'table' and type(result[1]) == 'table' then
+  begun = begin(result[1], result[2], x)
+end
 return {'inlet', begun, finished, result}`,
   };
 }

@@ -288,6 +288,20 @@ describe('moveToActiveAndBegin-11', () => {
     });
   }
 
+  it('a delivery stored by the ingest is read from its fields and job id, not its data', async () => {
+    // As storeDelivery-11 stores it: `#` before a numeric webhook id, the prediction named in
+    // fields. The data says nothing here, so only the fields can have been read.
+    const delivery = { webhookId: '12', predictionId: 'p12', status: 'succeeded' };
+    await addJob('#12', { unrelated: true });
+    await client.hset(queueKey('#12'), 'inlet:prediction', 'p12', 'inlet:status', 'succeeded');
+    const raw = await both(async () => {
+      const fetched = await command('bullmq_moveToActive')(moveToActiveArgs('job-lock'));
+      return { bullmq: fetched, begun: await begin(delivery, 'try-1'), finished: null };
+    }, fetchActive('try-1'));
+    assert.deepEqual(raw[1], ['run', 'succeeded', 'a', 'b']);
+    assert.ok(await client.exists(ledgerKeys.lock(PREFIX, 'p12')), 'the lock of p12 taken');
+  });
+
   it('a job that is not a delivery comes back without a decision, the ledger untouched', async () => {
     await addJob('plain', { hello: 'world' });
     const raw = await both(async () => {
