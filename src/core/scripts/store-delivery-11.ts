@@ -2,8 +2,6 @@ import type { Result } from 'ioredis';
 import { bullmqScript } from './bullmq-script.js';
 import type { RedisScript } from './redis-script.js';
 
-export { BULLMQ_VERSION } from './bullmq-script.js';
-
 /** How many keys BullMQ's addStandardJob takes; storeDelivery's first keys are those. */
 export const BULLMQ_ADD_KEYS = 9;
 

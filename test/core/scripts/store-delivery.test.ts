@@ -14,9 +14,9 @@ import {
   keys,
   QUEUE_NAME,
 } from '../../../src/core/job.js';
+import { BULLMQ_VERSION } from '../../../src/core/scripts/bullmq-script.js';
 import { oldestWaiting1 } from '../../../src/core/scripts/oldest-waiting-1.js';
 import { defineScripts } from '../../../src/core/scripts/redis-script.js';
-import { BULLMQ_VERSION } from '../../../src/core/scripts/store-delivery-11.js';
 import { DeliveryEnqueuer } from '../../../src/ingest/enqueue-delivery.js';
 import { makeSecret, samplePrediction, webhookId } from '../../support/deliveries.js';
 import { countSocketWrites, socketReads, TestRedis } from '../../support/redis-server.js';
