@@ -54,11 +54,47 @@ export function createLogger(settings: LoggerSettings): Logger {
     });
   }
   if (settings.destination) return own(pino(options, settings.destination));
-  const destination = pino.destination({ dest: 1, sync: settings.async === false, minLength: 0 });
+  const sync = settings.async === false;
+  const destination = pino.destination({
+    dest: 1,
+    sync,
+    minLength: sync ? 0 : BATCH_BYTES,
+  });
+  if (!sync) flushEvery(destination, FLUSH_MS);
   const logger = pino(options, destination);
   // An asynchronous destination must be flushed before the process exits, or lines are lost.
   process.once('beforeExit', () => destination.flushSync());
+  destinations.set(logger, destination);
   return own(logger);
+}
+
+/**
+ * Lines are handed to the OS in writes of at least this many bytes (about 16 delivery lines), or
+ * every {@link FLUSH_MS}, not one write each: each asynchronous write goes through libuv's thread
+ * pool, and one a line was about a sixth of a worker's CPU per delivery. In alternating rounds a
+ * worker processed 12-19 % more deliveries/s with it (CHANGELOG). The price: a line reaches the
+ * log up to 50 ms later, and a process killed with SIGKILL loses what it had not written yet.
+ */
+const BATCH_BYTES = 4096;
+const FLUSH_MS = 50;
+
+/** The asynchronous destination of each logger made by {@link createLogger}. */
+const destinations = new WeakMap<Logger, SonicBoom>();
+
+type SonicBoom = ReturnType<typeof pino.destination>;
+
+/** Writes out what the destination holds every `ms`, if anything (the timer keeps no process). */
+function flushEvery(destination: SonicBoom, ms: number): void {
+  // sonic-boom has no public length; `_len` is what it buffers. Without it, flush every tick.
+  const buffered = () => (destination as unknown as { _len?: number })._len ?? 1;
+  const timer = setInterval(() => {
+    try {
+      if (buffered() > 0) destination.flush();
+    } catch {
+      clearInterval(timer); // destroyed: nothing more will be written
+    }
+  }, ms);
+  timer.unref();
 }
 
 function own(logger: Logger): Logger {
@@ -119,10 +155,12 @@ export function logLine(
   internals[pino.symbols.streamSym].write(`${line},"msg":${JSON.stringify(msg)}}\n`);
 }
 
-/** Flushes buffered log lines; call before `process.exit`. */
+/** Writes out buffered log lines, synchronously when it can; call before `process.exit`. */
 export function flushLogger(logger: Logger): void {
   try {
-    logger.flush();
+    const destination = destinations.get(logger);
+    if (destination) destination.flushSync();
+    else logger.flush();
   } catch {
     // Nothing buffered, or a transport that flushes itself.
   }
