@@ -51,7 +51,7 @@ Same variables as ingest and worker (INLET_PROCESSORS, PORT, …).`,
           await redis.managed.stop();
           logger.info('private redis-server stopped');
         }
-        flushLogger(logger);
+        await flushLogger(logger);
       };
       // Handled from here on, during start-up too: a Ctrl-C must never leave the Redis behind.
       onShutdownSignal(async (signal) => {

@@ -83,11 +83,11 @@ export async function runIngestCluster(processes: number): Promise<void> {
       logger.warn('ingest processes still running after the grace period; killing them');
       for (const worker of workers) if (!worker.isDead()) worker.process.kill('SIGKILL');
     }, STOP_GRACE_MS);
-    void Promise.all(exited).then(() => {
+    void Promise.all(exited).then(async () => {
       clearTimeout(passTimer);
       clearTimeout(cut);
       logger.info('ingest primary stopped');
-      flushLogger(logger);
+      await flushLogger(logger);
       process.exit(0);
     });
   };

@@ -91,7 +91,7 @@ async function once(dryRun: boolean): Promise<void> {
     if (report.stoppedBy === 'api-error') process.exitCode = 1;
   } finally {
     await reconciler.close();
-    flushLogger(logger);
+    await flushLogger(logger);
   }
 }
 

@@ -22,6 +22,6 @@ export async function runService(
   onShutdownSignal(async (signal) => {
     logger.info({ signal }, 'shutdown requested');
     await running.close();
-    flushLogger(logger);
+    await flushLogger(logger);
   });
 }

@@ -58,9 +58,8 @@ export function createLogger(settings: LoggerSettings): Logger {
   const destination = pino.destination({
     dest: 1,
     sync,
-    minLength: sync ? 0 : BATCH_BYTES,
+    ...(sync ? {} : { minLength: BATCH_BYTES, periodicFlush: FLUSH_MS }),
   });
-  if (!sync) flushEvery(destination, FLUSH_MS);
   const logger = pino(options, destination);
   // An asynchronous destination must be flushed before the process exits, or lines are lost.
   process.once('beforeExit', () => destination.flushSync());
@@ -79,23 +78,7 @@ const BATCH_BYTES = 4096;
 const FLUSH_MS = 50;
 
 /** The asynchronous destination of each logger made by {@link createLogger}. */
-const destinations = new WeakMap<Logger, SonicBoom>();
-
-type SonicBoom = ReturnType<typeof pino.destination>;
-
-/** Writes out what the destination holds every `ms`, if anything (the timer keeps no process). */
-function flushEvery(destination: SonicBoom, ms: number): void {
-  // sonic-boom has no public length; `_len` is what it buffers. Without it, flush every tick.
-  const buffered = () => (destination as unknown as { _len?: number })._len ?? 1;
-  const timer = setInterval(() => {
-    try {
-      if (buffered() > 0) destination.flush();
-    } catch {
-      clearInterval(timer); // destroyed: nothing more will be written
-    }
-  }, ms);
-  timer.unref();
-}
+const destinations = new WeakMap<Logger, ReturnType<typeof pino.destination>>();
 
 function own(logger: Logger): Logger {
   ownLoggers.add(logger);
@@ -155,13 +138,34 @@ export function logLine(
   internals[pino.symbols.streamSym].write(`${line},"msg":${JSON.stringify(msg)}}\n`);
 }
 
-/** Writes out buffered log lines, synchronously when it can; call before `process.exit`. */
-export function flushLogger(logger: Logger): void {
-  try {
-    const destination = destinations.get(logger);
-    if (destination) destination.flushSync();
-    else logger.flush();
-  } catch {
-    // Nothing buffered, or a transport that flushes itself.
-  }
+/**
+ * Resolves once every buffered log line is written, or after `timeoutMs` (a pipe nobody reads
+ * must not hold the exit); await it before `process.exit`. The write already handed to the
+ * thread pool is waited for first, then what is left below the batch size is written
+ * synchronously: written the other way round, the later lines would come first.
+ */
+export function flushLogger(logger: Logger, timeoutMs = 1000): Promise<void> {
+  const destination = destinations.get(logger);
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, timeoutMs);
+    const done = () => {
+      clearTimeout(timer);
+      resolve();
+    };
+    try {
+      if (!destination) {
+        logger.flush(done);
+        return;
+      }
+      destination.flush(() => {
+        try {
+          destination.flushSync();
+        } finally {
+          done();
+        }
+      });
+    } catch {
+      done(); // nothing to flush, or a transport that flushes itself
+    }
+  });
 }

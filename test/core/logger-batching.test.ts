@@ -43,7 +43,7 @@ setTimeout(() => process.kill(process.pid, 'SIGKILL'), 500);`);
 
   it('writes every buffered line when flushed before process.exit', async () => {
     const { lines } = await child(`for (let i = 0; i < 100; i++) logger.info({ i }, 'line');
-flushLogger(logger);
+await flushLogger(logger);
 process.exit(0);`);
     assert.deepEqual(
       lines.map((line) => JSON.parse(line).i),
