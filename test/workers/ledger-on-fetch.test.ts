@@ -123,37 +123,38 @@ describe('LedgerOnFetch', () => {
     assert.equal(onFetch.take(job('j2', 5, 1)), undefined, 'not a delivery: no decision');
   });
 
-  it('sends a finish with the completion of its job, in the same turn', async () => {
+  /** A finish held for job `j1`, whose call of its own answers 1 and is counted. */
+  function heldFinish() {
     const onFetch = new LedgerOnFetch('q:', ledger, []);
-    let alone = 0;
+    const alone = { calls: 0 };
     const finished = onFetch.finishWithJob('j1', args, async () => {
-      alone++;
+      alone.calls++;
       return 1;
     });
+    return { onFetch, alone, finished };
+  }
+
+  it('sends a finish with the completion of its job, in the same turn', async () => {
+    const { onFetch, alone, finished } = heldFinish();
     const call = onFetch.call('finished', 'j1');
     assert.deepEqual(call.args.slice(6), ['pr', 'w', 't', 'a', '1']);
     call.answered(['inlet', null, 0, 0]);
-    assert.equal(await finished, 0);
-    assert.equal(alone, 0);
+    assert.equal(await finished, 0, "the completion's answer");
+    assert.equal(alone.calls, 0);
   });
 
   it('sends a finish alone when its job is not completed in that turn', async () => {
-    const onFetch = new LedgerOnFetch('q:', ledger, []);
-    let alone = 0;
-    const finished = onFetch.finishWithJob('j1', args, async () => {
-      alone++;
-      return 1;
-    });
+    const { onFetch, alone, finished } = heldFinish();
     assert.equal(onFetch.call('finished', 'other').args.length, 6, 'not for another job');
     assert.equal(await finished, 1);
-    assert.equal(alone, 1);
+    assert.equal(alone.calls, 1);
     assert.equal(onFetch.call('finished', 'j1').args.length, 6, 'not sent twice');
   });
 
   it('sends a finish alone when the completion that carried it failed', async () => {
-    const onFetch = new LedgerOnFetch('q:', ledger, []);
-    const finished = onFetch.finishWithJob('j1', args, async () => 1);
+    const { onFetch, alone, finished } = heldFinish();
     onFetch.call('finished', 'j1').failed();
     assert.equal(await finished, 1);
+    assert.equal(alone.calls, 1);
   });
 });

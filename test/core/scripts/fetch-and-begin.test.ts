@@ -377,21 +377,30 @@ describe('moveToFinishedAndBegin-14', () => {
     );
   }
 
-  it('ends the delivery, completes its job and begins the next, as the three calls did', async () => {
-    await running();
-    const raw = await both(
+  /**
+   * Completes `first` both ways: its finish with `processor` last (none when undefined), BullMQ's
+   * completion under `jobLock`, then begin on the next job when BullMQ hands one over.
+   */
+  function complete(processor: string | undefined, jobLock = 'job-lock') {
+    return both(
       async () => {
-        const finished = await finishAlone('b');
-        const bullmq = await command('bullmq_moveToFinished')(completeArgs('msg_1', 'job-lock'));
-        return { bullmq, begun: await begin(second, 'try-2'), finished };
+        const finished = processor === undefined ? null : await finishAlone(processor);
+        const bullmq = await command('bullmq_moveToFinished')(completeArgs('msg_1', jobLock));
+        const next = Array.isArray(bullmq) && Array.isArray(bullmq[0]);
+        return { bullmq, begun: next ? await begin(second, 'try-2') : null, finished };
       },
       () =>
         command('moveToFinishedAndBegin')([
-          ...completeArgs('msg_1', 'job-lock'),
+          ...completeArgs('msg_1', jobLock),
           ...ledgerArgs('try-2'),
-          ...finishArgs('b'),
+          ...(processor === undefined ? [] : finishArgs(processor)),
         ]),
     );
+  }
+
+  it('ends the delivery, completes its job and begins the next, as the three calls did', async () => {
+    await running();
+    const raw = await complete('b');
     assert.equal(raw[2], 1);
     assert.deepEqual(raw[1], ['run', 'succeeded', 'a', 'b']);
     assert.equal((raw[3] as unknown[])[1], 'msg_2');
@@ -402,54 +411,21 @@ describe('moveToFinishedAndBegin-14', () => {
   it('reports a terminal processor another try had recorded, as finishDelivery-3 does', async () => {
     await running();
     await client.hset(ledgerOf(first)[0] as string, 'done:b', 'msg_9 try-9');
-    const raw = await both(
-      async () => {
-        const finished = await finishAlone('b');
-        const bullmq = await command('bullmq_moveToFinished')(completeArgs('msg_1', 'job-lock'));
-        return { bullmq, begun: await begin(second, 'try-2'), finished };
-      },
-      () =>
-        command('moveToFinishedAndBegin')([
-          ...completeArgs('msg_1', 'job-lock'),
-          ...ledgerArgs('try-2'),
-          ...finishArgs('b'),
-        ]),
-    );
-    assert.equal(raw[2], 0);
+    assert.equal((await complete('b'))[2], 0);
   });
 
   it("ends the delivery even when BullMQ refuses the completion (the job's lock is another's)", async () => {
     await running();
-    const raw = await both(
-      async () => {
-        const finished = await finishAlone('');
-        const bullmq = await command('bullmq_moveToFinished')(
-          completeArgs('msg_1', 'not-the-lock'),
-        );
-        return { bullmq, begun: null, finished };
-      },
-      () =>
-        command('moveToFinishedAndBegin')([
-          ...completeArgs('msg_1', 'not-the-lock'),
-          ...ledgerArgs('try-2'),
-          ...finishArgs(''),
-        ]),
-    );
+    const raw = await complete('', 'not-the-lock');
+    assert.equal(raw[2], 1);
     assert.ok(typeof raw[3] === 'number' && raw[3] < 0, `BullMQ's error code, got ${raw[3]}`);
+    assert.equal(await client.get(ledgerOf(first)[1] as string), null, 'the lock given back');
   });
 
   it('without a delivery to end, only completes and begins', async () => {
     await running();
-    await both(
-      async () => {
-        const bullmq = await command('bullmq_moveToFinished')(completeArgs('msg_1', 'job-lock'));
-        return { bullmq, begun: await begin(second, 'try-2'), finished: null };
-      },
-      () =>
-        command('moveToFinishedAndBegin')([
-          ...completeArgs('msg_1', 'job-lock'),
-          ...ledgerArgs('try-2'),
-        ]),
-    );
+    const raw = await complete(undefined);
+    assert.equal(raw[2], null);
+    assert.deepEqual(raw[1], ['run', 'succeeded', 'a', 'b']);
   });
 });
