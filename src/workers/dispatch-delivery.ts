@@ -81,8 +81,11 @@ export class DeliveryDispatcher {
       return child;
     };
     if (this.stopping) {
-      if (fetched?.reply[0] === 'run')
-        await this.options.ledger.release(delivery, fetched.token, []);
+      // The fetch took the prediction's lock for a try that will not run: give it back, or let
+      // it lapse when Redis does not answer.
+      if (fetched?.reply[0] === 'run') {
+        await this.options.ledger.release(delivery, fetched.token, []).catch(() => undefined);
+      }
       return this.handBack(job, token, log, 'worker stopping');
     }
 

@@ -10,7 +10,7 @@ import {
   moveToFinishedAndBegin14,
 } from '../core/scripts/fetch-and-begin.js';
 import { defineScripts } from '../core/scripts/redis-script.js';
-import type { LedgerOptions } from './prediction-ledger.js';
+import type { FinishArgs, FinishCarrier, LedgerOptions } from './prediction-ledger.js';
 import { type Processor, wantsStatus } from './processor.js';
 
 /** Prediction-lock tokens: unique per process and try, without a random draw per job. */
@@ -30,17 +30,6 @@ export interface FetchedBegin {
   reply: string[];
 }
 
-/** finishDelivery-3's arguments for one delivery (see its header). */
-export interface FinishArgs {
-  predictionId: string;
-  webhookId: string;
-  /** The try's token, or empty when it holds no lock. */
-  token: string;
-  /** The processor whose success to record, or empty. */
-  processor: string;
-  terminal: '0' | '1';
-}
-
 interface PendingFinish {
   args: FinishArgs;
   resolve: (first: number) => void;
@@ -58,7 +47,7 @@ const MAX_WAITING = 10_000;
  * and the finish of each delivery, held until BullMQ completes its job, in the same turn of the
  * event loop, and sent with it.
  */
-export class LedgerOnFetch {
+export class LedgerOnFetch implements FinishCarrier {
   private readonly begins = new Map<string, FetchedBegin & { fetch: string }>();
   private readonly finishes = new Map<string, PendingFinish>();
   private sweeping = false;

@@ -7,7 +7,6 @@ import { markProcessorDone2 } from '../core/scripts/mark-processor-done-2.js';
 import { defineScripts } from '../core/scripts/redis-script.js';
 import { releasePredictionLock1 } from '../core/scripts/release-prediction-lock-1.js';
 import { renewPredictionLock1 } from '../core/scripts/renew-prediction-lock-1.js';
-import type { LedgerOnFetch } from './ledger-on-fetch.js';
 
 /**
  * Keys of the ledger, all under `INLET_PREFIX`:
@@ -47,6 +46,25 @@ export type BeginOutcome =
   | { kind: 'done'; recordedStatus: string }
   | { kind: 'busy'; waits: number }
   | { kind: 'run'; pending: string[] };
+
+/** finishDelivery-3's arguments for one delivery (see its header). */
+export interface FinishArgs {
+  predictionId: string;
+  webhookId: string;
+  /** The try's token, or empty when it holds no lock. */
+  token: string;
+  /** The processor whose success to record, or empty. */
+  processor: string;
+  terminal: '0' | '1';
+}
+
+/**
+ * What carries a delivery's finish in the call that completes its job (LedgerOnFetch,
+ * ledger-on-fetch.ts); `alone` sends it as a call of its own.
+ */
+export interface FinishCarrier {
+  finishWithJob(jobId: string, args: FinishArgs, alone: () => Promise<number>): Promise<number>;
+}
 
 export interface LedgerOptions {
   prefix: string;
@@ -98,7 +116,7 @@ export class PredictionLedger {
      * The worker's fetches (ledger-on-fetch.ts): when given, {@link complete} goes out with
      * BullMQ's completion of the delivery's job, in the same script call.
      */
-    private readonly onFetch?: LedgerOnFetch,
+    private readonly onFetch?: FinishCarrier,
   ) {
     defineScripts(
       redis,
