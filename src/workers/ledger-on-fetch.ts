@@ -95,10 +95,8 @@ export class LedgerOnFetch implements FinishCarrier {
    */
   finishWithJob(jobId: string, args: FinishArgs, alone: () => Promise<number>): Promise<number> {
     return new Promise((resolve, reject) => {
-      this.finishes
-        .get(jobId)
-        ?.alone()
-        .catch(() => 0); // an earlier one left: never lose it
+      const earlier = this.finishes.get(jobId);
+      if (earlier) sendAlone(earlier); // one of an earlier try still held: never lose it
       this.finishes.set(jobId, { args, resolve, reject, alone });
       if (this.sweeping) return;
       this.sweeping = true;

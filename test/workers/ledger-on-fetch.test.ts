@@ -151,6 +151,17 @@ describe('LedgerOnFetch', () => {
     assert.equal(onFetch.call('finished', 'j1').args.length, 6, 'not sent twice');
   });
 
+  it('sends an earlier finish of the same job alone when a second one is held', async () => {
+    const { onFetch, alone, finished } = heldFinish();
+    const second = onFetch.finishWithJob('j1', { ...args, token: 't2' }, async () => 7);
+    assert.equal(await finished, 1, 'the earlier one answered, not dropped');
+    assert.equal(alone.calls, 1);
+    const call = onFetch.call('finished', 'j1');
+    assert.equal(call.args[8], 't2', 'the second rides with the completion');
+    call.answered(['inlet', null, 1, 0]);
+    assert.equal(await second, 1);
+  });
+
   it('sends a finish alone when the completion that carried it failed', async () => {
     const { onFetch, alone, finished } = heldFinish();
     onFetch.call('finished', 'j1').failed();
