@@ -71,7 +71,7 @@ export function createLogger(settings: LoggerSettings): Logger {
  * Lines are handed to the OS in writes of at least this many bytes (about 16 delivery lines), or
  * every {@link FLUSH_MS}, not one write each: each asynchronous write goes through libuv's thread
  * pool, and one a line was about a sixth of a worker's CPU per delivery. In alternating rounds a
- * worker processed 12-19 % more deliveries/s with it (CHANGELOG). The price: a line reaches the
+ * worker processed 11-19 % more deliveries/s with it (CHANGELOG). The price: a line reaches the
  * log up to 50 ms later, and a process killed with SIGKILL loses what it had not written yet.
  */
 const BATCH_BYTES = 4096;

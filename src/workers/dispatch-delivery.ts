@@ -2,14 +2,14 @@ import type { Job } from 'bullmq';
 import { bullmq } from '../core/commonjs-packages.js';
 import type { DeliveryJob } from '../core/job.js';
 import { type Logger, logLine } from '../core/logger.js';
-import { isPredictionStatus, isTerminal } from '../core/prediction.js';
+import { isPredictionStatus, isTerminal, type PredictionStatus } from '../core/prediction.js';
 import type { WorkerEvent } from '../core/worker-figures.js';
 import { busyDelay, MAX_BACKOFF_MS } from './backoff.js';
 import type { FailedRun, Ledger } from './counted-ledger.js';
 import type { LazyAbort } from './lazy-abort.js';
 import { type FetchedBegin, tryToken } from './ledger-on-fetch.js';
 import { type BeginOutcome, beginOutcome, type DeliveryRef } from './prediction-ledger.js';
-import { type Processor, type ProcessorContext, wantsStatus } from './processor.js';
+import { type Processor, type ProcessorContext, wantedByStatus } from './processor.js';
 import { runProcessorIn } from './run-processor.js';
 import { type RunningDelivery, runningEntry, type StopReason } from './running-delivery.js';
 
@@ -55,11 +55,14 @@ export interface DispatcherOptions {
  */
 export class DeliveryDispatcher {
   private readonly byName: Map<string, Processor>;
+  /** The processors that want each status, in order: the same for every delivery. */
+  private readonly wantedBy: Map<PredictionStatus, string[]>;
   private readonly running = new Map<string, RunningDelivery>();
   private stopping = false;
 
   constructor(private readonly options: DispatcherOptions) {
     this.byName = new Map(options.processors.map((p) => [p.name, p]));
+    this.wantedBy = wantedByStatus(options.processors);
   }
 
   /** Deliveries whose processors are running now. */
@@ -89,9 +92,7 @@ export class DeliveryDispatcher {
       return this.handBack(job, token, log, 'worker stopping');
     }
 
-    const wanted = this.options.processors
-      .filter((p) => wantsStatus(p, delivery.status))
-      .map((p) => p.name);
+    const wanted = this.wantedBy.get(delivery.status) ?? [];
     let lockToken: string;
     let begun: BeginOutcome;
     if (fetched) {

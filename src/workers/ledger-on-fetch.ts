@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { Job } from 'bullmq';
-import { isTerminal, PREDICTION_STATUSES } from '../core/prediction.js';
+import { isTerminal } from '../core/prediction.js';
 import type { RedisClient } from '../core/redis.js';
 import { bullmqCommand } from '../core/scripts/bullmq-script.js';
 import {
@@ -11,7 +11,7 @@ import {
 } from '../core/scripts/fetch-and-begin.js';
 import { defineScripts } from '../core/scripts/redis-script.js';
 import type { FinishArgs, FinishCarrier, LedgerOptions } from './prediction-ledger.js';
-import { type Processor, wantsStatus } from './processor.js';
+import { type Processor, wantedByStatus } from './processor.js';
 
 /** Prediction-lock tokens: unique per process and try, without a random draw per job. */
 const PROCESS_TOKEN = randomBytes(6).toString('hex');
@@ -60,17 +60,11 @@ export class LedgerOnFetch implements FinishCarrier {
     readonly ledger: LedgerOptions,
     processors: readonly Processor[],
   ) {
-    this.wants = JSON.stringify(
-      Object.fromEntries(
-        PREDICTION_STATUSES.map((status) => [
-          status,
-          {
-            t: isTerminal(status) ? '1' : '0',
-            p: processors.filter((p) => wantsStatus(p, status)).map((p) => p.name),
-          },
-        ]),
-      ),
-    );
+    const wants = [...wantedByStatus(processors)].map(([status, names]) => [
+      status,
+      { t: isTerminal(status) ? '1' : '0', p: names },
+    ]);
+    this.wants = JSON.stringify(Object.fromEntries(wants));
   }
 
   /**
@@ -108,8 +102,11 @@ export class LedgerOnFetch implements FinishCarrier {
     });
   }
 
-  /** The extra arguments of one fetch script call, and what to do with its answer. */
-  call(script: 'active' | 'finished', jobId: string): FetchCall {
+  /**
+   * The extra arguments of one fetch script call, and what to do with its answer;
+   * `completedJobId` names the job a `moveToFinished` completes, whose held finish rides along.
+   */
+  call(completedJobId?: string): FetchCall {
     const { prefix, lockTtlMs, retentionSeconds } = this.ledger;
     const token = tryToken('fetch');
     const args: Array<string | number> = [
@@ -120,9 +117,9 @@ export class LedgerOnFetch implements FinishCarrier {
       Date.now(),
       this.wants,
     ];
-    const finish = script === 'finished' ? this.finishes.get(jobId) : undefined;
+    const finish = completedJobId === undefined ? undefined : this.finishes.get(completedJobId);
     if (finish) {
-      this.finishes.delete(jobId);
+      this.finishes.delete(completedJobId as string);
       const { predictionId, webhookId, token: finishToken, processor, terminal } = finish.args;
       args.push(predictionId, webhookId, finishToken, processor, terminal);
     }
@@ -181,10 +178,7 @@ function fetchOf(processedOn: number | undefined, attemptsStarted: number): stri
 export function installLedgerOnFetch(redis: RedisClient, shards: readonly LedgerOnFetch[]): void {
   defineScripts(redis, moveToActiveAndBegin11(), moveToFinishedAndBegin14());
   const byQueue = new Map(shards.map((shard) => [shard.queueKey, shard]));
-  for (const [script, { name, keys, argc, queueArg }] of [
-    ['active', MOVE_TO_ACTIVE],
-    ['finished', MOVE_TO_FINISHED],
-  ] as const) {
+  for (const { name, keys, argc, queueArg } of [MOVE_TO_ACTIVE, MOVE_TO_FINISHED]) {
     const wrapped = `${name}AndBegin` as const;
     Object.defineProperty(redis, bullmqCommand(name), {
       configurable: true,
@@ -193,7 +187,8 @@ export function installLedgerOnFetch(redis: RedisClient, shards: readonly Ledger
         const own = args.slice(0, keys + argc).map((arg) => arg ?? '');
         const shard = byQueue.get(String(own[keys + queueArg - 1]));
         if (!shard) return redis[wrapped](own);
-        const call = shard.call(script, String(own[keys]));
+        // moveToFinished's ARGV[1] is the job it completes.
+        const call = shard.call(name === MOVE_TO_FINISHED.name ? String(own[keys]) : undefined);
         let raw: unknown;
         try {
           raw = await redis[wrapped]([...own, ...call.args]);

@@ -1,5 +1,5 @@
 import type { Logger } from '../core/logger.js';
-import type { Prediction, PredictionStatus } from '../core/prediction.js';
+import { PREDICTION_STATUSES, type Prediction, type PredictionStatus } from '../core/prediction.js';
 
 /**
  * What a processor gets besides the prediction: where the delivery came from, which try this is,
@@ -82,4 +82,14 @@ export function defineProcessor<Input = Record<string, unknown>, Output = unknow
 /** True when `processor` wants deliveries in `status`. */
 export function wantsStatus(processor: Processor, status: PredictionStatus): boolean {
   return processor.statuses === undefined || processor.statuses.includes(status);
+}
+
+/** The names of the processors that want each status, in their order. */
+export function wantedByStatus(processors: readonly Processor[]): Map<PredictionStatus, string[]> {
+  return new Map(
+    PREDICTION_STATUSES.map((status) => [
+      status,
+      processors.filter((p) => wantsStatus(p, status)).map((p) => p.name),
+    ]),
+  );
 }

@@ -108,18 +108,18 @@ describe('LedgerOnFetch', () => {
 
   it('hands a fetched decision to that try of the job only, once', () => {
     const onFetch = new LedgerOnFetch('q:', ledger, []);
-    const call = onFetch.call('active', '');
+    const call = onFetch.call();
     const bullmq = call.answered(fetched('j1', ['run', '', 'a']));
     assert.deepEqual(bullmq, [['processedOn', '5', 'ats', '1'], 'j1', 0, 0]);
     assert.equal(onFetch.take(job('j1', 5, 2)), undefined, 'another try of the job');
-    const again = onFetch.call('active', '');
+    const again = onFetch.call();
     again.answered(fetched('j1', ['run', '', 'a']));
     const taken = onFetch.take(job('j1', 5, 1));
     assert.deepEqual(taken?.reply, ['run', '', 'a']);
     assert.equal(taken?.token, again.args[3], 'the try token the script took the lock with');
     assert.notEqual(again.args[3], call.args[3], 'a token per fetch');
     assert.equal(onFetch.take(job('j1', 5, 1)), undefined, 'taken once');
-    onFetch.call('active', '').answered(fetched('j2', null));
+    onFetch.call().answered(fetched('j2', null));
     assert.equal(onFetch.take(job('j2', 5, 1)), undefined, 'not a delivery: no decision');
   });
 
@@ -136,7 +136,7 @@ describe('LedgerOnFetch', () => {
 
   it('sends a finish with the completion of its job, in the same turn', async () => {
     const { onFetch, alone, finished } = heldFinish();
-    const call = onFetch.call('finished', 'j1');
+    const call = onFetch.call('j1');
     assert.deepEqual(call.args.slice(6), ['pr', 'w', 't', 'a', '1']);
     call.answered(['inlet', null, 0, 0]);
     assert.equal(await finished, 0, "the completion's answer");
@@ -145,10 +145,10 @@ describe('LedgerOnFetch', () => {
 
   it('sends a finish alone when its job is not completed in that turn', async () => {
     const { onFetch, alone, finished } = heldFinish();
-    assert.equal(onFetch.call('finished', 'other').args.length, 6, 'not for another job');
+    assert.equal(onFetch.call('other').args.length, 6, 'not for another job');
     assert.equal(await finished, 1);
     assert.equal(alone.calls, 1);
-    assert.equal(onFetch.call('finished', 'j1').args.length, 6, 'not sent twice');
+    assert.equal(onFetch.call('j1').args.length, 6, 'not sent twice');
   });
 
   it('sends an earlier finish of the same job alone when a second one is held', async () => {
@@ -156,7 +156,7 @@ describe('LedgerOnFetch', () => {
     const second = onFetch.finishWithJob('j1', { ...args, token: 't2' }, async () => 7);
     assert.equal(await finished, 1, 'the earlier one answered, not dropped');
     assert.equal(alone.calls, 1);
-    const call = onFetch.call('finished', 'j1');
+    const call = onFetch.call('j1');
     assert.equal(call.args[8], 't2', 'the second rides with the completion');
     call.answered(['inlet', null, 1, 0]);
     assert.equal(await second, 1);
@@ -164,7 +164,7 @@ describe('LedgerOnFetch', () => {
 
   it('sends a finish alone when the completion that carried it failed', async () => {
     const { onFetch, alone, finished } = heldFinish();
-    onFetch.call('finished', 'j1').failed();
+    onFetch.call('j1').failed();
     assert.equal(await finished, 1);
     assert.equal(alone.calls, 1);
   });
