@@ -1,6 +1,5 @@
 import { randomBytes } from 'node:crypto';
 import type { Job } from 'bullmq';
-import { isTerminal } from '../core/prediction.js';
 import type { RedisClient } from '../core/redis.js';
 import { bullmqCommand } from '../core/scripts/bullmq-script.js';
 import {
@@ -8,6 +7,7 @@ import {
   MOVE_TO_FINISHED,
   moveToActiveAndBegin11,
   moveToFinishedAndBegin14,
+  wantsArgument,
 } from '../core/scripts/fetch-and-begin.js';
 import { defineScripts } from '../core/scripts/redis-script.js';
 import type { FinishArgs, FinishCarrier, LedgerOptions } from './prediction-ledger.js';
@@ -60,11 +60,7 @@ export class LedgerOnFetch implements FinishCarrier {
     readonly ledger: LedgerOptions,
     processors: readonly Processor[],
   ) {
-    const wants = [...wantedByStatus(processors)].map(([status, names]) => [
-      status,
-      { t: isTerminal(status) ? '1' : '0', p: names },
-    ]);
-    this.wants = JSON.stringify(Object.fromEntries(wants));
+    this.wants = wantsArgument(wantedByStatus(processors));
   }
 
   /**

@@ -4,11 +4,13 @@ import type { Redis } from 'ioredis';
 import { pack } from 'msgpackr';
 import { bullmq } from '../../../src/core/commonjs-packages.js';
 import { QUEUE_NAME } from '../../../src/core/job.js';
+import { PREDICTION_STATUSES } from '../../../src/core/prediction.js';
 import { beginDelivery3 } from '../../../src/core/scripts/begin-delivery-3.js';
 import { bullmqScript } from '../../../src/core/scripts/bullmq-script.js';
 import {
   moveToActiveAndBegin11,
   moveToFinishedAndBegin14,
+  wantsArgument,
 } from '../../../src/core/scripts/fetch-and-begin.js';
 import { finishDelivery3 } from '../../../src/core/scripts/finish-delivery-3.js';
 import { defineScripts } from '../../../src/core/scripts/redis-script.js';
@@ -29,19 +31,12 @@ const QUEUE = `${PREFIX}:${QUEUE_NAME}:`;
 const NOW = 1_700_000_000_000;
 const LOCK_MS = 30_000;
 const RETENTION = 3600;
-const WANTS = JSON.stringify({
-  starting: { t: '0', p: [] },
-  processing: { t: '0', p: ['a'] },
-  succeeded: { t: '1', p: ['a', 'b'] },
-  failed: { t: '1', p: ['a'] },
-  canceled: { t: '1', p: [] },
-  aborted: { t: '1', p: [] },
-});
 const WANTED: Record<string, string[]> = {
   processing: ['a'],
   succeeded: ['a', 'b'],
   failed: ['a'],
 };
+const WANTS = wantsArgument(new Map(PREDICTION_STATUSES.map((s) => [s, WANTED[s] ?? []])));
 const TERMINAL = new Set(['succeeded', 'failed', 'canceled', 'aborted']);
 
 const queueKey = (name: string) => QUEUE + name;
@@ -312,12 +307,33 @@ describe('moveToActiveAndBegin-11', () => {
     assert.deepEqual(await client.keys(`${PREFIX}:prediction:*`), []);
   });
 
-  it('a status it does not know comes back without a decision', async () => {
-    await addDelivery({ webhookId: 'msg_1', predictionId: 'p1', status: 'exploded' });
-    await both(async () => {
-      const fetched = await command('bullmq_moveToActive')(moveToActiveArgs('job-lock'));
-      return { bullmq: fetched, begun: null, finished: null };
-    }, fetchActive('try-1'));
+  for (const status of [
+    'exploded',
+    'Succeeded',
+    '',
+    'starting=["1","a"]\nsucceeded',
+    'succeeded ',
+  ]) {
+    it(`a status it does not know (${JSON.stringify(status)}) comes back without a decision`, async () => {
+      await addDelivery({ webhookId: 'msg_1', predictionId: 'p1', status });
+      await both(async () => {
+        const fetched = await command('bullmq_moveToActive')(moveToActiveArgs('job-lock'));
+        return { bullmq: fetched, begun: null, finished: null };
+      }, fetchActive('try-1'));
+      assert.deepEqual(await client.keys(`${PREFIX}:prediction:*`), []);
+    });
+  }
+
+  it('processor names reach the ledger as they are, newlines, quotes and `=` included', async () => {
+    const names = ['a\nsucceeded=["0"]', 'say "hi"', 'ünï', '='];
+    await addDelivery({ webhookId: 'msg_1', predictionId: 'p1', status: 'succeeded' });
+    const wants = wantsArgument(new Map([['succeeded', names]]));
+    const [, begun] = (await command('moveToActiveAndBegin')([
+      ...moveToActiveArgs('job-lock'),
+      ...ledgerArgs('try-1').slice(0, -1),
+      wants,
+    ])) as [string, unknown];
+    assert.deepEqual(begun, ['run', 'succeeded', ...names]);
   });
 
   it('an empty queue: BullMQ answers no job, and nothing is decided', async () => {
