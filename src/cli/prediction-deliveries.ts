@@ -22,7 +22,10 @@ export interface DeliveryRecord {
   webhookId: string;
   state: string;
   job: Job<DeliveryJob>;
-  /** The ledger's `<prefix>:delivery:<webhook-id>` hash, while the delivery is unfinished. */
+  /**
+   * The ledger's `<prefix>:delivery:<webhook-id>` hash: the progress of an unfinished delivery
+   * that waited, was skipped, failed, or had a processor succeed with more to run; else empty.
+   */
   ledger: Record<string, string>;
 }
 

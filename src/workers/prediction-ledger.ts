@@ -6,22 +6,26 @@ import { finishDelivery3 } from '../core/scripts/finish-delivery-3.js';
 import { markProcessorDone2 } from '../core/scripts/mark-processor-done-2.js';
 import { defineScripts } from '../core/scripts/redis-script.js';
 import { releasePredictionLock1 } from '../core/scripts/release-prediction-lock-1.js';
-import { renewPredictionLock1 } from '../core/scripts/renew-prediction-lock-1.js';
+import { renewPredictionLock2 } from '../core/scripts/renew-prediction-lock-2.js';
 
 /**
  * Keys of the ledger, all under `INLET_PREFIX`:
  * - `<prefix>:prediction:<id>` HASH: `status` and `terminalAt` once a terminal delivery was
  *   seen; `done:<processor>` → `<webhook id> <try token>` of the run that succeeded (terminal
  *   processors, once per prediction); `skipped` → deliveries recorded but not dispatched after
- *   the terminal state. Expires `retentionSeconds` after its last write.
+ *   the terminal state. Expires `retentionSeconds` after its last write, or after its lock was
+ *   last taken or renewed when that is later: a success recorded under a lock that is still the
+ *   try's leaves the expiry as the lock's last renewal set it, under a lock lifetime before.
  * - `<prefix>:prediction:<id>:lock` STRING: token of the try running processors for the
  *   prediction; expires after `lockTtlMs` unless renewed, so a dead worker's hold lapses.
- * - `<prefix>:delivery:<webhook-id>` HASH: `predictionId`, `status`, `done:<processor>` for each
- *   processor that succeeded on this delivery, `waits` (times it found the prediction busy),
- *   `try` (the token of its latest try, so that a resent script counts nothing twice), and after
- *   a failed try `failed` (JSON array of processor names), `error`, `attempts`.
- *   Deleted when the delivery completes; kept `retentionSeconds` while it is retried or
- *   dead-lettered, which is where `inlet replay` reads the failed processors from.
+ * - `<prefix>:delivery:<webhook-id>` HASH, the progress of a delivery that has any to keep:
+ *   `predictionId`, `status`, `done:<processor>` for each processor that succeeded on this
+ *   delivery while others still had to run, `waits` (times it found the prediction busy), `try`
+ *   (the token of a try that waited or was skipped, so that a resent script counts nothing
+ *   twice), and after a failed try `failed` (JSON array of processor names), `error`,
+ *   `attempts`. A try that takes the lock writes none: the lock holds its token. Deleted when
+ *   the delivery completes; kept `retentionSeconds` while it is retried or dead-lettered, which
+ *   is where `inlet replay` reads the failed processors from.
  */
 export const ledgerKeys = {
   prediction: (prefix: string, id: string) => `${prefix}:prediction:${id}`,
@@ -123,7 +127,7 @@ export class PredictionLedger {
       beginDelivery3,
       markProcessorDone2,
       finishDelivery3,
-      renewPredictionLock1,
+      renewPredictionLock2,
       releasePredictionLock1,
     );
   }
@@ -174,13 +178,16 @@ export class PredictionLedger {
    * Keeps the prediction lock alive while processors run: renews it every third of its lifetime,
    * so two renewals can fail (a Redis blip) before it lapses. `onLost` is called once, when a
    * renewal finds the lock gone: another delivery may now run processors of the prediction.
+   * Each renewal also renews the prediction's record's expiry (renewPredictionLock-2).
    */
   hold(predictionId: string, token: string, onLost: () => void): LockHold {
-    const key = ledgerKeys.lock(this.options.prefix, predictionId);
+    const { prefix, lockTtlMs, retentionSeconds } = this.options;
+    const lock = ledgerKeys.lock(prefix, predictionId);
+    const record = ledgerKeys.prediction(prefix, predictionId);
     let lost = false;
     const timer = setInterval(
       () => {
-        this.redis.renewPredictionLock(key, token, this.options.lockTtlMs).then(
+        this.redis.renewPredictionLock(lock, record, token, lockTtlMs, retentionSeconds).then(
           (renewed) => {
             if (renewed !== 0 || lost) return;
             lost = true;
@@ -190,7 +197,7 @@ export class PredictionLedger {
           () => undefined, // Redis away: the next tick tries again; the lock may still lapse.
         );
       },
-      Math.max(Math.floor(this.options.lockTtlMs / 3), 50),
+      Math.max(Math.floor(lockTtlMs / 3), 50),
     );
     timer.unref();
     return {

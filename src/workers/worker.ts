@@ -13,7 +13,7 @@ import { DeliveryDispatcher, type DeliveryResult } from './dispatch-delivery.js'
 import { WorkerHeartbeat } from './heartbeat.js';
 import { installLedgerOnFetch, LedgerOnFetch } from './ledger-on-fetch.js';
 import { loadProcessors } from './load-processors.js';
-import { ledgerKeys, PredictionLedger } from './prediction-ledger.js';
+import { PredictionLedger } from './prediction-ledger.js';
 import type { Processor } from './processor.js';
 
 export interface WorkerStartOptions {
@@ -128,7 +128,7 @@ export async function startWorker(options: WorkerStartOptions): Promise<InletWor
         settings: { backoffStrategy },
       },
     );
-    observe(worker, dispatcher, ledgerRedis, recordPrefix(layout, shard), logger);
+    observe(worker, dispatcher, ledgerRedis, logger);
     return { worker, dispatcher };
   });
   const workers = parts.map((part) => part.worker);
@@ -211,7 +211,6 @@ function observe(
   worker: Worker<DeliveryJob, DeliveryResult>,
   dispatcher: DeliveryDispatcher,
   redis: RedisClient,
-  prefix: string,
   logger: Logger,
 ): void {
   let lastError = '';
@@ -227,9 +226,8 @@ function observe(
   worker.on('lockRenewalFailed', (jobIds) => dispatcher.lockLost(jobIds));
   worker.on('stalled', (jobId) => {
     const webhookId = webhookIdOf(jobId);
-    redis
-      .hget(ledgerKeys.delivery(prefix, webhookId), 'predictionId')
-      .catch(() => null)
+    predictionOfJob(redis, worker.toKey(jobId))
+      .catch(() => undefined)
       .then((predictionId) =>
         logger.warn(
           { webhookId, predictionId: predictionId ?? undefined },
@@ -237,6 +235,24 @@ function observe(
         ),
       );
   });
+}
+
+/**
+ * The prediction a job is for, for a log line: the ingest names it in the job's hash
+ * (storeDelivery-11); a job added otherwise (`inlet rerun`) has it in its data.
+ */
+export async function predictionOfJob(
+  redis: RedisClient,
+  jobKey: string,
+): Promise<string | undefined> {
+  const [named, data] = await redis.hmget(jobKey, 'inlet:prediction', 'data');
+  if (named) return named;
+  try {
+    const id = (JSON.parse(data ?? '') as Partial<DeliveryJob>).prediction?.id;
+    return typeof id === 'string' ? id : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 async function shutdown(

@@ -22,7 +22,7 @@ describe('crash safety', { concurrency: true }, () => {
     async () => {
       const cluster = await WorkerCluster.start(redis, { INLET_PROCESSORS: SLOW_PROCESSORS });
       try {
-        const { id, holder, other } = await slowDelivery(cluster, { sleepMs: 2500 });
+        const { id, predictionId, holder, other } = await slowDelivery(cluster, { sleepMs: 2500 });
         holder.kill('SIGKILL');
         await holder.exited;
         await cluster.settle([id], 'completed', 60_000);
@@ -34,8 +34,13 @@ describe('crash safety', { concurrency: true }, () => {
         assert.equal((await cluster.runs('slow', 'tries')).length, 2);
         assert.equal(await cluster.overlaps(), 0);
         assert.ok(
-          other.lines.some((l) => String(l.msg).includes('stalled') && l.webhookId === id),
-          'the takeover is logged with the webhook id',
+          other.lines.some(
+            (l) =>
+              String(l.msg).includes('stalled') &&
+              l.webhookId === id &&
+              l.predictionId === predictionId,
+          ),
+          'the takeover is logged with the webhook and prediction ids',
         );
       } finally {
         await cluster.stop();

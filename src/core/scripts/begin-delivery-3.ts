@@ -49,19 +49,17 @@ export const BEGIN_DELIVERY_FUNCTION = `local function beginDelivery(KEYS, ARGV)
   end
   if #pending == 0 then return {'done', recorded or ''} end
   if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then
-    redis.call('HSET', KEYS[3], 'predictionId', ARGV[7], 'status', ARGV[4], 'try', ARGV[1])
-    redis.call('EXPIRE', KEYS[3], ARGV[3])
+    return {'run', recorded or '', unpack(pending)}
+  end
+  if redis.call('GET', KEYS[2]) == ARGV[1] then
+    redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
     return {'run', recorded or '', unpack(pending)}
   end
   local resent = redis.call('HGET', KEYS[3], 'try') == ARGV[1]
   redis.call('HSET', KEYS[3], 'predictionId', ARGV[7], 'status', ARGV[4], 'try', ARGV[1])
   redis.call('EXPIRE', KEYS[3], ARGV[3])
-  if redis.call('GET', KEYS[2]) ~= ARGV[1] then
-    if resent then return {'busy', redis.call('HGET', KEYS[3], 'waits') or '0'} end
-    return {'busy', tostring(redis.call('HINCRBY', KEYS[3], 'waits', 1))}
-  end
-  redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
-  return {'run', recorded or '', unpack(pending)}
+  if resent then return {'busy', redis.call('HGET', KEYS[3], 'waits') or '0'} end
+  return {'busy', tostring(redis.call('HINCRBY', KEYS[3], 'waits', 1))}
 end`;
 
 /**
@@ -84,13 +82,18 @@ end`;
  * The first terminal delivery to get here records the prediction's terminal status, whether or
  * not it can run yet, so that later non-terminal deliveries are skipped from that moment on.
  *
- * The common case (lock free) takes 6 commands: the status and the wanted processors' marks in one
- * `HMGET`, the lock with one `SET NX`, and the try's token is read only when the lock is held
- * (8 commands before; see CHANGELOG for the measured cost).
+ * The common case (a first terminal delivery, lock free) takes 4 commands: the status and the
+ * wanted processors' marks in one `HMGET`, the status recorded with its expiry, the lock with
+ * one `SET NX`. A try that runs writes nothing to the delivery's progress: the lock holds its
+ * token, and the delivery's job names the prediction. The progress is kept for a try that waits
+ * or is skipped (its token, to count it once), a processor's success on a non-terminal delivery
+ * with more to run (markProcessorDone-2) and a failed try (PredictionLedger.fail). (8 commands
+ * before, then 6; see CHANGELOG for the measured cost.)
  *
- * Safe to resend (ioredis re-sends a call whose reply was lost when it reconnects): the try's
- * token is kept in the delivery's `try` field, and a call that finds its own token counts no
- * second skip or wait; a resend of a `run` finds the lock already its own and answers `run`.
+ * Safe to resend (ioredis re-sends a call whose reply was lost when it reconnects): a resend of
+ * a `run` finds the lock already its own, renews it and answers `run`; a try that waits or is
+ * skipped keeps its token in the delivery's `try` field, and a call that finds its own token
+ * counts no second skip or wait.
  */
 export const beginDelivery3 = {
   name: 'beginDelivery',

@@ -6,15 +6,16 @@ import type { RedisScript } from './redis-script.js';
  * BullMQ completes the delivery's job (fetch-and-begin.ts): one body for both.
  */
 export const FINISH_DELIVERY_FUNCTION = `local function finishDelivery(KEYS, ARGV)
+  local held = ARGV[1] ~= '' and redis.call('GET', KEYS[2]) == ARGV[1]
   local first = 1
   if ARGV[2] ~= '' and ARGV[3] == '1' then
     local run = ARGV[4] .. ' ' .. ARGV[1]
     if redis.call('HSETNX', KEYS[1], 'done:' .. ARGV[2], run) == 0 then
       if redis.call('HGET', KEYS[1], 'done:' .. ARGV[2]) ~= run then first = 0 end
     end
-    redis.call('EXPIRE', KEYS[1], ARGV[5])
+    if not held then redis.call('EXPIRE', KEYS[1], ARGV[5]) end
   end
-  if ARGV[1] ~= '' and redis.call('GET', KEYS[2]) == ARGV[1] then
+  if held then
     redis.call('DEL', KEYS[2], KEYS[3])
   else
     redis.call('DEL', KEYS[3])
@@ -39,9 +40,12 @@ end`;
  *
  * The last (in the common case the only) processor of a try is recorded here rather than by
  * markProcessorDone-2 followed by this script: one script call and round trip fewer per delivery.
- * The lock and the progress go in one `DEL` when the lock is ours, the common case.
+ * The lock and the progress go in one `DEL` when the lock is ours, the common case. While the
+ * lock is ours the record's expiry is not renewed: the lock's taking (beginDelivery-3) and each
+ * renewal (renewPredictionLock-2) gave it the full retention at most a lock lifetime ago. A try
+ * whose lock lapsed renews it here. Three commands in the common case (four before).
  * Safe to resend: a resend finds its own token in the record and answers 1 again, finds the lock
- * gone or another's, and deletes nothing more.
+ * gone or another's, and deletes nothing more (it renews the record's expiry, which is harmless).
  */
 export const finishDelivery3 = {
   name: 'finishDelivery',

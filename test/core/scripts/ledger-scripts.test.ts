@@ -6,7 +6,7 @@ import { finishDelivery3 } from '../../../src/core/scripts/finish-delivery-3.js'
 import { markProcessorDone2 } from '../../../src/core/scripts/mark-processor-done-2.js';
 import { defineScripts } from '../../../src/core/scripts/redis-script.js';
 import { releasePredictionLock1 } from '../../../src/core/scripts/release-prediction-lock-1.js';
-import { renewPredictionLock1 } from '../../../src/core/scripts/renew-prediction-lock-1.js';
+import { renewPredictionLock2 } from '../../../src/core/scripts/renew-prediction-lock-2.js';
 import { ledgerKeys } from '../../../src/workers/prediction-ledger.js';
 import { TestRedis } from '../../support/redis-server.js';
 import { waitFor } from '../../support/wait-for.js';
@@ -42,7 +42,7 @@ before(async () => {
     beginDelivery3,
     markProcessorDone2,
     finishDelivery3,
-    renewPredictionLock1,
+    renewPredictionLock2,
     releasePredictionLock1,
   );
 });
@@ -227,10 +227,16 @@ describe('beginDelivery-3', () => {
   });
 
   it('keeps the ledger for the retention after its last write', async () => {
-    await begin('succeeded', 'mine', ['a']);
+    await craft({ lockedBy: 'other' });
+    assert.deepEqual(await begin('succeeded', 'mine', ['a']), ['busy', '1']);
     const ttl = await client.ttl(K.prediction);
     assert.ok(ttl > RETENTION - 5 && ttl <= RETENTION, `ttl ${ttl}`);
-    assert.ok((await client.ttl(K.delivery)) > 0);
+    assert.ok((await client.ttl(K.delivery)) > 0, 'the progress of a try that waits expires');
+  });
+
+  it('a try that runs keeps no progress: its token is in the lock', async () => {
+    await begin('succeeded', 'mine', ['a']);
+    assert.equal(await client.exists(K.delivery), 0);
   });
 });
 
@@ -289,23 +295,43 @@ describe('markProcessorDone-2', () => {
   });
 });
 
-describe('renewPredictionLock-1', () => {
+describe('renewPredictionLock-2', () => {
   const cases: Array<{ name: string; lockedBy?: string; answer: number; lock: string | null }> = [
-    { name: 'ours: extended', lockedBy: 'mine', answer: 1, lock: 'mine' },
+    {
+      name: 'ours: extended, the record’s expiry with it',
+      lockedBy: 'mine',
+      answer: 1,
+      lock: 'mine',
+    },
     { name: 'another try’s: left alone', lockedBy: 'other', answer: 0, lock: 'other' },
     { name: 'lapsed: not taken back', answer: 0, lock: null },
   ];
+  const renew = () => client.renewPredictionLock(K.lock, K.prediction, 'mine', LOCK_MS, RETENTION);
   for (const c of cases) {
     it(c.name, async () => {
       if (c.lockedBy) await client.set(K.lock, c.lockedBy, 'PX', 1000);
-      assert.equal(await client.renewPredictionLock(K.lock, 'mine', LOCK_MS), c.answer);
-      assert.equal(await client.renewPredictionLock(K.lock, 'mine', LOCK_MS), c.answer, 'resent');
+      await client.hset(K.prediction, 'status', 'succeeded');
+      await client.expire(K.prediction, 100);
+      assert.equal(await renew(), c.answer);
+      assert.equal(await renew(), c.answer, 'resent');
       assert.equal(await client.get(K.lock), c.lock);
       const ttl = await client.pttl(K.lock);
-      if (c.lockedBy === 'mine') assert.ok(ttl > 1000, `renewed to ${ttl} ms`);
+      const recordTtl = await client.ttl(K.prediction);
+      if (c.lockedBy === 'mine') {
+        assert.ok(ttl > 1000, `renewed to ${ttl} ms`);
+        assert.ok(recordTtl > RETENTION - 5, `record renewed to ${recordTtl} s`);
+      } else {
+        assert.ok(recordTtl <= 100, `record not renewed: ${recordTtl} s`);
+      }
       if (c.lockedBy === 'other') assert.ok(ttl <= 1000, `not renewed: ${ttl} ms`);
     });
   }
+
+  it('creates no record where there is none (a non-terminal delivery’s lock)', async () => {
+    await client.set(K.lock, 'mine', 'PX', 1000);
+    assert.equal(await renew(), 1);
+    assert.equal(await client.exists(K.prediction), 0);
+  });
 });
 
 describe('releasePredictionLock-1', () => {
@@ -352,6 +378,8 @@ describe('finishDelivery-3', () => {
     answer: number;
     lock: string | null;
     record: string | null;
+    /** The record's expiry renewed to the full retention. */
+    renewed?: boolean;
   }> = [
     {
       name: 'holding the lock: releases it and forgets the delivery',
@@ -387,6 +415,16 @@ describe('finishDelivery-3', () => {
       record: `${WEBHOOK} mine`,
     },
     {
+      name: 'terminal, the lock lapsed: the success recorded, the record’s retention renewed',
+      state: {},
+      token: 'mine',
+      processor: 'a',
+      answer: 1,
+      lock: null,
+      record: `${WEBHOOK} mine`,
+      renewed: true,
+    },
+    {
       name: 'terminal, another try recorded the processor: it ran twice; still released',
       state: { lockedBy: 'mine', predictionDone: ['a'] },
       token: 'mine',
@@ -409,18 +447,21 @@ describe('finishDelivery-3', () => {
   for (const c of cases) {
     it(c.name, async () => {
       await craft(c.state);
+      // As the delivery's begin (or the lock's last renewal) left the record, a while ago.
+      await client.hset(K.prediction, 'terminalAt', 1);
+      await client.expire(K.prediction, 100);
       await client.hset(K.delivery, 'predictionId', PREDICTION, 'done:b', '1', 'try', 'mine');
       assert.equal(await finish(c.token, c.processor, c.terminal), c.answer);
+      const ttl = await client.ttl(K.prediction);
+      if (c.renewed) assert.ok(ttl > RETENTION - 5 && ttl <= RETENTION, `renewed: ttl ${ttl}`);
+      else assert.ok(ttl > 0 && ttl <= 100, `left as it was: ttl ${ttl}`);
       const state = await snapshot();
+      // A resend no longer finds the lock its own, and may renew the record's expiry: no harm.
       assert.equal(await finish(c.token, c.processor, c.terminal), c.answer, 'resent');
-      assert.deepEqual(await snapshot(), state, 'a resend changes nothing');
+      assert.deepEqual(await snapshot(), state, 'a resend changes nothing else');
       assert.equal(await client.get(K.lock), c.lock);
       assert.equal(await client.exists(K.delivery), 0);
       assert.equal(await client.hget(K.prediction, 'done:a'), c.record);
-      if (c.record === `${WEBHOOK} mine`) {
-        const ttl = await client.ttl(K.prediction);
-        assert.ok(ttl > RETENTION - 5 && ttl <= RETENTION, `ttl ${ttl}`);
-      }
     });
   }
 
