@@ -37,7 +37,7 @@ Examples:
           // A webhook id names no shard: ask each (one, with INLET_SHARDS=1).
           let predictionId = id;
           for (const queue of queues) {
-            const found = await predictionOfWebhook(queue, id);
+            const found = await predictionOfWebhook(redis, queue, id);
             if (found) predictionId = found;
             if (found) break;
           }

@@ -1,6 +1,5 @@
 import type { Job, JobType, Queue } from 'bullmq';
-import { bullmq } from '../core/commonjs-packages.js';
-import { type DeliveryJob, jobIdFor, webhookIdOf } from '../core/job.js';
+import { type DeliveryJob, jobIdFor, predictionOfJob, webhookIdOf } from '../core/job.js';
 import type { RedisClient as Redis } from '../core/redis.js';
 import { ledgerKeys } from '../workers/prediction-ledger.js';
 
@@ -33,12 +32,12 @@ const STATES: JobType[] = ['active', 'wait', 'prioritized', 'delayed', 'failed',
 const PAGE = 500;
 
 /** The prediction a webhook id's job belongs to, when Redis still has the job. */
-export async function predictionOfWebhook(
+export function predictionOfWebhook(
+  redis: Redis,
   queue: Queue<DeliveryJob>,
   webhookId: string,
 ): Promise<string | undefined> {
-  const job = await bullmq.Job.fromId<DeliveryJob>(queue, jobIdFor(webhookId));
-  return job?.data?.prediction?.id;
+  return predictionOfJob(redis, queue.toKey(jobIdFor(webhookId)));
 }
 
 /** Everything Redis holds about `predictionId`; the jobs are found by reading each state's list. */

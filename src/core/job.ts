@@ -1,6 +1,7 @@
 import type { JobsOptions } from 'bullmq';
 import type { Config } from './config.js';
 import type { Prediction } from './prediction.js';
+import type { RedisClient } from './redis.js';
 
 /**
  * The job contract between the ingest and the workers: what one accepted delivery carries.
@@ -55,6 +56,32 @@ export const keys = {
    */
   seen: (prefix: string, webhookId: string) => `${prefix}:seen:${webhookId}`,
 };
+
+/**
+ * Fields the ingest adds to a delivery's job hash beside BullMQ's own (storeDelivery-11), which
+ * BullMQ never reads: the prediction's id and status, so that a script or a log line finds them
+ * without decoding the job's data.
+ */
+export const JOB_FIELDS = { prediction: 'inlet:prediction', status: 'inlet:status' } as const;
+
+/**
+ * The prediction a delivery's job is for, from its hash at `jobKey`: the field the ingest wrote,
+ * else the job's data (a job added by `Queue.add`, as `inlet rerun` does); undefined when the
+ * job is gone or names none.
+ */
+export async function predictionOfJob(
+  redis: RedisClient,
+  jobKey: string,
+): Promise<string | undefined> {
+  const [named, data] = await redis.hmget(jobKey, JOB_FIELDS.prediction, 'data');
+  if (named) return named;
+  try {
+    const id = (JSON.parse(data ?? '') as Partial<DeliveryJob>).prediction?.id;
+    return typeof id === 'string' ? id : undefined;
+  } catch {
+    return undefined;
+  }
+}
 
 /** Ids the ingest accepts: what Standard Webhooks senders use (`msg_…`), bounded in length. */
 export const WEBHOOK_ID_PATTERN = /^[A-Za-z0-9_.~+=/-]{1,200}$/;

@@ -73,8 +73,8 @@ export function createLogger(settings: LoggerSettings): Logger {
  * pool, 37 µs of CPU for 4 KiB and 39–42 for 12 KiB on the bench host, and one a line was about a
  * sixth of a worker's CPU per delivery. In alternating rounds a worker processed 11-19 % more
  * deliveries/s with 4 KiB writes, and with 12 KiB ones it took 108–117 against 110–119 µs of CPU
- * a delivery in 6 more (CHANGELOG). The price: a line reaches the log up to 50 ms later, and a process killed
- * with SIGKILL loses what it had not written yet (at most 50 ms of lines).
+ * a delivery in 6 more (CHANGELOG). The price: a line reaches the log up to 50 ms later, and a
+ * process killed with SIGKILL loses what it had not written yet (at most 50 ms of lines).
  */
 const BATCH_BYTES = 12_288;
 const FLUSH_MS = 50;

@@ -52,7 +52,7 @@ export class LedgerOnFetch implements FinishCarrier {
   private readonly finishes = new Map<string, PendingFinish>();
   private sweeping = false;
   /** ARGV[n+6] of the fetch scripts: what each status wants. */
-  readonly wants: string;
+  private readonly wants: string;
 
   constructor(
     /** The queue's key prefix, `<BullMQ prefix>:<queue name>:`: how the scripts name it. */

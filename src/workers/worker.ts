@@ -1,7 +1,7 @@
 import type { Worker } from 'bullmq';
 import { bullmq } from '../core/commonjs-packages.js';
 import { type Config, ConfigError } from '../core/config.js';
-import { type DeliveryJob, QUEUE_NAME, webhookIdOf } from '../core/job.js';
+import { type DeliveryJob, predictionOfJob, QUEUE_NAME, webhookIdOf } from '../core/job.js';
 import type { Logger } from '../core/logger.js';
 import { closeRedis, connectRedis, type RedisClient } from '../core/redis.js';
 import { allShards, globalPrefix, layoutOf, queuePrefix, recordPrefix } from '../core/shards.js';
@@ -230,29 +230,11 @@ function observe(
       .catch(() => undefined)
       .then((predictionId) =>
         logger.warn(
-          { webhookId, predictionId: predictionId ?? undefined },
+          { webhookId, predictionId },
           'delivery stalled (its worker stopped): back in the queue for another worker',
         ),
       );
   });
-}
-
-/**
- * The prediction a job is for, for a log line: the ingest names it in the job's hash
- * (storeDelivery-11); a job added otherwise (`inlet rerun`) has it in its data.
- */
-export async function predictionOfJob(
-  redis: RedisClient,
-  jobKey: string,
-): Promise<string | undefined> {
-  const [named, data] = await redis.hmget(jobKey, 'inlet:prediction', 'data');
-  if (named) return named;
-  try {
-    const id = (JSON.parse(data ?? '') as Partial<DeliveryJob>).prediction?.id;
-    return typeof id === 'string' ? id : undefined;
-  } catch {
-    return undefined;
-  }
 }
 
 async function shutdown(

@@ -1,4 +1,5 @@
 import type { Result } from 'ioredis';
+import { JOB_FIELDS } from '../job.js';
 import { isTerminal, type PredictionStatus } from '../prediction.js';
 import { BEGIN_DELIVERY_FUNCTION } from './begin-delivery-3.js';
 import { bullmqScript } from './bullmq-script.js';
@@ -67,9 +68,9 @@ local function begin(fields, jobId, x)
   local data, predictionId, status = '', nil, nil
   for i = 1, #fields - 1, 2 do
     local field = fields[i]
-    if field == 'inlet:prediction' then
+    if field == '${JOB_FIELDS.prediction}' then
       predictionId = fields[i + 1]
-    elseif field == 'inlet:status' then
+    elseif field == '${JOB_FIELDS.status}' then
       status = fields[i + 1]
     elseif field == 'data' then
       data = fields[i + 1]

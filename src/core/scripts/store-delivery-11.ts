@@ -1,4 +1,5 @@
 import type { Result } from 'ioredis';
+import { JOB_FIELDS } from '../job.js';
 import { bullmqScript } from './bullmq-script.js';
 import type { RedisScript } from './redis-script.js';
 
@@ -42,7 +43,7 @@ local added = bullmqAdd(
   {KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]},
   {ARGV[1], ARGV[2], ARGV[3]})
 if type(added) == 'number' and added < 0 then return added end
-redis.call('HSET', KEYS[11], 'inlet:prediction', ARGV[5], 'inlet:status', ARGV[6])
+redis.call('HSET', KEYS[11], '${JOB_FIELDS.prediction}', ARGV[5], '${JOB_FIELDS.status}', ARGV[6])
 redis.call('SET', KEYS[10], 's', 'EX', ARGV[4])
 return 1`,
   };

@@ -2,11 +2,10 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { Queue } from 'bullmq';
 import { bullmq } from '../../src/core/commonjs-packages.js';
-import { QUEUE_NAME } from '../../src/core/job.js';
-import { predictionOfJob } from '../../src/workers/worker.js';
+import { JOB_FIELDS, predictionOfJob, QUEUE_NAME } from '../../src/core/job.js';
 import { TestRedis } from '../support/redis-server.js';
 
-describe('predictionOfJob (the stalled-delivery log line)', () => {
+describe('predictionOfJob (the stalled-delivery log line, `inlet inspect <webhook-id>`)', () => {
   let redis: TestRedis;
   let client: ReturnType<TestRedis['client']>;
   let queue: Queue;
@@ -25,7 +24,7 @@ describe('predictionOfJob (the stalled-delivery log line)', () => {
   it('reads the prediction the ingest named in the job, else the one in its data', async () => {
     await queue.add('delivery', { prediction: { id: 'from-data' } }, { jobId: 'a' });
     assert.equal(await predictionOfJob(client, queue.toKey('a')), 'from-data');
-    await client.hset(queue.toKey('a'), 'inlet:prediction', 'named');
+    await client.hset(queue.toKey('a'), JOB_FIELDS.prediction, 'named');
     assert.equal(await predictionOfJob(client, queue.toKey('a')), 'named');
   });
 
