@@ -88,10 +88,10 @@ function processorResults(record: PredictionRecord): Map<string, string> {
 
 function describe(record: PredictionRecord): string {
   const lines = [`prediction ${record.predictionId}`];
-  const { status, terminalAt, skipped } = record.ledger;
+  const { status, skipped } = record.ledger;
   lines.push(
     status
-      ? `  ledger: terminal state ${status} recorded ${terminalAt ? new Date(Number(terminalAt)).toISOString() : ''}`.trimEnd()
+      ? `  ledger: terminal state ${status} recorded`
       : '  ledger: no terminal state recorded yet',
   );
   if (skipped) lines.push(`  ${skipped} late deliveries recorded but not dispatched`);

@@ -10,7 +10,7 @@ import { ledgerKeys } from '../workers/prediction-ledger.js';
  */
 export interface PredictionRecord {
   predictionId: string;
-  /** The ledger's `<prefix>:prediction:<id>` hash: `status`, `terminalAt`, `done:<processor>`. */
+  /** The ledger's `<prefix>:prediction:<id>` hash: `status`, `done:<processor>`, `skipped`. */
   ledger: Record<string, string>;
   /** Set while a worker runs the prediction's processors: its lock token and milliseconds left. */
   lock?: { holder: string; ttlMs: number };

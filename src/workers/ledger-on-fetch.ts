@@ -3,11 +3,11 @@ import type { Job } from 'bullmq';
 import type { RedisClient } from '../core/redis.js';
 import { bullmqCommand } from '../core/scripts/bullmq-script.js';
 import {
+  type FetchLedgerSettings,
   MOVE_TO_ACTIVE,
   MOVE_TO_FINISHED,
   moveToActiveAndBegin11,
   moveToFinishedAndBegin14,
-  wantsArgument,
 } from '../core/scripts/fetch-and-begin.js';
 import { defineScripts } from '../core/scripts/redis-script.js';
 import type { FinishArgs, FinishCarrier, LedgerOptions } from './prediction-ledger.js';
@@ -51,8 +51,8 @@ export class LedgerOnFetch implements FinishCarrier {
   private readonly begins = new Map<string, FetchedBegin & { fetch: string }>();
   private readonly finishes = new Map<string, PendingFinish>();
   private sweeping = false;
-  /** ARGV[n+6] of the fetch scripts: what each status wants. */
-  private readonly wants: string;
+  /** What the fetch scripts are built with: the same for every shard of a worker. */
+  readonly settings: FetchLedgerSettings;
 
   constructor(
     /** The queue's key prefix, `<BullMQ prefix>:<queue name>:`: how the scripts name it. */
@@ -60,7 +60,11 @@ export class LedgerOnFetch implements FinishCarrier {
     readonly ledger: LedgerOptions,
     processors: readonly Processor[],
   ) {
-    this.wants = wantsArgument(wantedByStatus(processors));
+    this.settings = {
+      lockTtlMs: ledger.lockTtlMs,
+      retentionSeconds: ledger.retentionSeconds,
+      wanted: wantedByStatus(processors),
+    };
   }
 
   /**
@@ -103,16 +107,8 @@ export class LedgerOnFetch implements FinishCarrier {
    * `completedJobId` names the job a `moveToFinished` completes, whose held finish rides along.
    */
   call(completedJobId?: string): FetchCall {
-    const { prefix, lockTtlMs, retentionSeconds } = this.ledger;
     const token = tryToken('fetch');
-    const args: Array<string | number> = [
-      prefix,
-      lockTtlMs,
-      retentionSeconds,
-      token,
-      Date.now(),
-      this.wants,
-    ];
+    const args: Array<string | number> = [this.ledger.prefix, token];
     const finish = completedJobId === undefined ? undefined : this.finishes.get(completedJobId);
     if (finish) {
       this.finishes.delete(completedJobId as string);
@@ -165,14 +161,20 @@ function fetchOf(processedOn: number | undefined, attemptsStarted: number): stri
 }
 
 /**
- * Makes BullMQ's workers on `redis` fetch their jobs with the fetch-and-begin scripts. BullMQ
+ * Makes BullMQ's workers on `redis` fetch their jobs with the fetch-and-begin scripts, built
+ * with the settings the shards share (they differ only in their queue and ledger prefix). BullMQ
  * defines its scripts on a connection only under names the connection has no command of, so
  * `moveToActive` and `moveToFinished` of BullMQ's version become functions that call the
  * wrapped scripts with the shard's ledger arguments and hand BullMQ its own answer, unchanged.
  * Call before any worker on `redis` starts.
  */
 export function installLedgerOnFetch(redis: RedisClient, shards: readonly LedgerOnFetch[]): void {
-  defineScripts(redis, moveToActiveAndBegin11(), moveToFinishedAndBegin14());
+  const settings = shards[0]?.settings;
+  if (!settings) return;
+  if (shards.some((shard) => !sameSettings(shard.settings, settings))) {
+    throw new Error('installLedgerOnFetch: the shards of one connection differ in their settings');
+  }
+  defineScripts(redis, moveToActiveAndBegin11(settings), moveToFinishedAndBegin14(settings));
   const byQueue = new Map(shards.map((shard) => [shard.queueKey, shard]));
   for (const { name, keys, argc, queueArg } of [MOVE_TO_ACTIVE, MOVE_TO_FINISHED]) {
     const wrapped = `${name}AndBegin` as const;
@@ -196,4 +198,13 @@ export function installLedgerOnFetch(redis: RedisClient, shards: readonly Ledger
       },
     });
   }
+}
+
+function sameSettings(a: FetchLedgerSettings, b: FetchLedgerSettings): boolean {
+  const entries = (settings: FetchLedgerSettings) => JSON.stringify([...settings.wanted]);
+  return (
+    a.lockTtlMs === b.lockTtlMs &&
+    a.retentionSeconds === b.retentionSeconds &&
+    entries(a) === entries(b)
+  );
 }

@@ -10,8 +10,8 @@ import { renewPredictionLock2 } from '../core/scripts/renew-prediction-lock-2.js
 
 /**
  * Keys of the ledger, all under `INLET_PREFIX`:
- * - `<prefix>:prediction:<id>` HASH: `status` and `terminalAt` once a terminal delivery was
- *   seen; `done:<processor>` → `<webhook id> <try token>` of the run that succeeded (terminal
+ * - `<prefix>:prediction:<id>` HASH: `status` once a terminal delivery was seen (the first
+ *   one's); `done:<processor>` → `<webhook id> <try token>` of the run that succeeded (terminal
  *   processors, once per prediction); `skipped` → deliveries recorded but not dispatched after
  *   the terminal state. Expires `retentionSeconds` after its last write, or after its lock was
  *   last taken or renewed when that is later: a success recorded under a lock that is still the
@@ -149,7 +149,6 @@ export class PredictionLedger {
       delivery.terminal ? '1' : '0',
       delivery.webhookId,
       delivery.predictionId,
-      Date.now(),
       ...processors,
     );
     return beginOutcome(reply);

@@ -6,7 +6,7 @@ import { pino } from 'pino';
 import { loadConfig } from '../../src/core/config.js';
 import { QUEUE_NAME } from '../../src/core/job.js';
 import { defineProcessor } from '../../src/index.js';
-import { LedgerOnFetch } from '../../src/workers/ledger-on-fetch.js';
+import { installLedgerOnFetch, LedgerOnFetch } from '../../src/workers/ledger-on-fetch.js';
 import { type FinishArgs, ledgerKeys } from '../../src/workers/prediction-ledger.js';
 import { startWorker } from '../../src/workers/worker.js';
 import { samplePrediction } from '../support/deliveries.js';
@@ -116,8 +116,8 @@ describe('LedgerOnFetch', () => {
     again.answered(fetched('j1', ['run', '', 'a']));
     const taken = onFetch.take(job('j1', 5, 1));
     assert.deepEqual(taken?.reply, ['run', '', 'a']);
-    assert.equal(taken?.token, again.args[3], 'the try token the script took the lock with');
-    assert.notEqual(again.args[3], call.args[3], 'a token per fetch');
+    assert.equal(taken?.token, again.args[1], 'the try token the script took the lock with');
+    assert.notEqual(again.args[1], call.args[1], 'a token per fetch');
     assert.equal(onFetch.take(job('j1', 5, 1)), undefined, 'taken once');
     onFetch.call().answered(fetched('j2', null));
     assert.equal(onFetch.take(job('j2', 5, 1)), undefined, 'not a delivery: no decision');
@@ -137,7 +137,7 @@ describe('LedgerOnFetch', () => {
   it('sends a finish with the completion of its job, in the same turn', async () => {
     const { onFetch, alone, finished } = heldFinish();
     const call = onFetch.call('j1');
-    assert.deepEqual(call.args.slice(6), ['pr', 'w', 't', 'a', '1']);
+    assert.deepEqual(call.args, ['p', call.args[1], 'pr', 'w', 't', 'a', '1']);
     call.answered(['inlet', null, 0, 0]);
     assert.equal(await finished, 0, "the completion's answer");
     assert.equal(alone.calls, 0);
@@ -145,10 +145,10 @@ describe('LedgerOnFetch', () => {
 
   it('sends a finish alone when its job is not completed in that turn', async () => {
     const { onFetch, alone, finished } = heldFinish();
-    assert.equal(onFetch.call('other').args.length, 6, 'not for another job');
+    assert.equal(onFetch.call('other').args.length, 2, 'not for another job');
     assert.equal(await finished, 1);
     assert.equal(alone.calls, 1);
-    assert.equal(onFetch.call('j1').args.length, 6, 'not sent twice');
+    assert.equal(onFetch.call('j1').args.length, 2, 'not sent twice');
   });
 
   it('sends an earlier finish of the same job alone when a second one is held', async () => {
@@ -157,7 +157,7 @@ describe('LedgerOnFetch', () => {
     assert.equal(await finished, 1, 'the earlier one answered, not dropped');
     assert.equal(alone.calls, 1);
     const call = onFetch.call('j1');
-    assert.equal(call.args[8], 't2', 'the second rides with the completion');
+    assert.equal(call.args[4], 't2', 'the second rides with the completion');
     call.answered(['inlet', null, 1, 0]);
     assert.equal(await second, 1);
   });
@@ -167,5 +167,14 @@ describe('LedgerOnFetch', () => {
     onFetch.call('j1').failed();
     assert.equal(await finished, 1);
     assert.equal(alone.calls, 1);
+  });
+
+  it('builds one pair of scripts for a connection, so its shards must share their settings', () => {
+    const shard = (lockTtlMs: number) =>
+      new LedgerOnFetch(`q${lockTtlMs}:`, { ...ledger, lockTtlMs }, []);
+    assert.throws(
+      () => installLedgerOnFetch({} as never, [shard(1000), shard(2000)]),
+      /shards of one connection differ/,
+    );
   });
 });

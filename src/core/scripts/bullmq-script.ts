@@ -24,7 +24,7 @@ const require = createRequire(import.meta.url);
  * `bullmq`, so this is the very script BullMQ runs. Throws one line saying what is wrong and what
  * to do.
  */
-export function bullmqScript(name: string, keys: number): BullmqScript {
+export function bullmqScript(name: string, keys: number, argc?: number): BullmqScript {
   const { version } = require('bullmq/dist/cjs/version.js') as { version: string };
   if (version !== BULLMQ_VERSION) {
     throw new Error(
@@ -34,7 +34,11 @@ export function bullmqScript(name: string, keys: number): BullmqScript {
   const script = (
     require(`bullmq/dist/cjs/scripts/${name}-${keys}.js`) as Record<string, BullmqScript>
   )[name];
-  if (script?.keys !== keys || typeof script.content !== 'string') {
+  if (
+    script?.keys !== keys ||
+    typeof script.content !== 'string' ||
+    (argc !== undefined && !readsOnlyArguments(script.content, argc))
+  ) {
     throw new Error(`bullmq ${version}: its ${name} script is not the one inlet wraps`);
   }
   return script;
@@ -43,4 +47,16 @@ export function bullmqScript(name: string, keys: number): BullmqScript {
 /** The ioredis command BullMQ runs `name` by on its connections: `<name>:<version>`. */
 export function bullmqCommand(name: string): string {
   return `${name}:${BULLMQ_VERSION}`;
+}
+
+/**
+ * Whether Lua `content` reads no argument past ARGV[argc] and never the whole ARGV, so that a
+ * wrapper may hand it an ARGV with arguments of its own after those (fetch-and-begin.ts).
+ */
+function readsOnlyArguments(content: string, argc: number): boolean {
+  const uses = content.match(/ARGV\s*(\[[^\]]*\])?/g) ?? [];
+  return uses.every((use) => {
+    const index = /^ARGV\s*\[(\d+)\]$/.exec(use);
+    return index !== null && Number(index[1]) <= argc;
+  });
 }

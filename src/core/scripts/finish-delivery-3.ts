@@ -2,23 +2,26 @@ import type { Result } from 'ioredis';
 import type { RedisScript } from './redis-script.js';
 
 /**
- * The script's body as a Lua function of (KEYS, ARGV), for the script that also runs it before
+ * The script's body as a Lua function of its three keys and ARGV, for the script that also runs it before
  * BullMQ completes the delivery's job (fetch-and-begin.ts): one body for both.
  */
-export const FINISH_DELIVERY_FUNCTION = `local function finishDelivery(KEYS, ARGV)
-  local held = ARGV[1] ~= '' and redis.call('GET', KEYS[2]) == ARGV[1]
+export const FINISH_DELIVERY_FUNCTION = `local function finishDelivery(prediction, lock, delivery, ARGV)
+  local held = ARGV[1] ~= '' and redis.call('GET', lock) == ARGV[1]
   local first = 1
   if ARGV[2] ~= '' and ARGV[3] == '1' then
     local run = ARGV[4] .. ' ' .. ARGV[1]
-    if redis.call('HSETNX', KEYS[1], 'done:' .. ARGV[2], run) == 0 then
-      if redis.call('HGET', KEYS[1], 'done:' .. ARGV[2]) ~= run then first = 0 end
+    -- Under a lapsed lock the record may have expired: a record without a status holds no mark.
+    if held or redis.call('HEXISTS', prediction, 'status') == 1 then
+      if redis.call('HSETNX', prediction, 'done:' .. ARGV[2], run) == 0 then
+        if redis.call('HGET', prediction, 'done:' .. ARGV[2]) ~= run then first = 0 end
+      end
+      if not held then redis.call('EXPIRE', prediction, ARGV[5]) end
     end
-    if not held then redis.call('EXPIRE', KEYS[1], ARGV[5]) end
   end
   if held then
-    redis.call('DEL', KEYS[2], KEYS[3])
+    redis.call('DEL', lock, delivery)
   else
-    redis.call('DEL', KEYS[3])
+    redis.call('DEL', delivery)
   end
   return first
 end`;
@@ -43,7 +46,9 @@ end`;
  * The lock and the progress go in one `DEL` when the lock is ours, the common case. While the
  * lock is ours the record's expiry is not renewed: the lock's taking (beginDelivery-3) and each
  * renewal (renewPredictionLock-2) gave it the full retention at most a lock lifetime ago. A try
- * whose lock lapsed renews it here. Three commands in the common case (four before).
+ * whose lock lapsed renews it here, when the record still holds the prediction's status (as in
+ * markProcessorDone-2, a record is not made again with a mark alone). Three commands in the
+ * common case (four before).
  * Safe to resend: a resend finds its own token in the record and answers 1 again, finds the lock
  * gone or another's, and deletes nothing more (it renews the record's expiry, which is harmless).
  */
@@ -51,7 +56,7 @@ export const finishDelivery3 = {
   name: 'finishDelivery',
   numberOfKeys: 3,
   lua: `${FINISH_DELIVERY_FUNCTION}
-return finishDelivery(KEYS, ARGV)`,
+return finishDelivery(KEYS[1], KEYS[2], KEYS[3], ARGV)`,
 } as const satisfies RedisScript;
 
 declare module 'ioredis' {

@@ -9,14 +9,18 @@ import type { RedisScript } from './redis-script.js';
  * A terminal processor's success is recorded once per prediction, as `done:<processor>` →
  * `<webhook id> <try token>`. Returns 1 when this try's success is the one recorded (also when
  * the call is a resend of the one that recorded it), or 0 when another try had recorded it: the
- * processor ran twice for one prediction, which only a lapsed lock can cause.
+ * processor ran twice for one prediction, which only a lapsed lock can cause. The mark goes only
+ * into a record that holds the prediction's status: one that expired while a try whose lock had
+ * lapsed still ran is not made again with a mark alone (beginDelivery-3 reads no marks from a
+ * record without a status).
  */
 export const markProcessorDone2 = {
   name: 'markProcessorDone',
   numberOfKeys: 2,
   lua: `
 local first = 1
-if ARGV[2] == '1' then
+-- A record without a status (expired under a try whose lock lapsed) holds no mark.
+if ARGV[2] == '1' and redis.call('HEXISTS', KEYS[1], 'status') == 1 then
   local run = ARGV[3] .. ' ' .. ARGV[5]
   if redis.call('HSETNX', KEYS[1], 'done:' .. ARGV[1], run) == 0 then
     if redis.call('HGET', KEYS[1], 'done:' .. ARGV[1]) ~= run then first = 0 end

@@ -8,9 +8,10 @@ import { PREDICTION_STATUSES } from '../../../src/core/prediction.js';
 import { beginDelivery3 } from '../../../src/core/scripts/begin-delivery-3.js';
 import { bullmqScript } from '../../../src/core/scripts/bullmq-script.js';
 import {
+  type FetchLedgerSettings,
+  luaString,
   moveToActiveAndBegin11,
   moveToFinishedAndBegin14,
-  wantsArgument,
 } from '../../../src/core/scripts/fetch-and-begin.js';
 import { finishDelivery3 } from '../../../src/core/scripts/finish-delivery-3.js';
 import { defineScripts } from '../../../src/core/scripts/redis-script.js';
@@ -36,7 +37,11 @@ const WANTED: Record<string, string[]> = {
   succeeded: ['a', 'b'],
   failed: ['a'],
 };
-const WANTS = wantsArgument(new Map(PREDICTION_STATUSES.map((s) => [s, WANTED[s] ?? []])));
+const SETTINGS: FetchLedgerSettings = {
+  lockTtlMs: LOCK_MS,
+  retentionSeconds: RETENTION,
+  wanted: new Map(PREDICTION_STATUSES.map((s) => [s, WANTED[s] ?? []])),
+};
 const TERMINAL = new Set(['succeeded', 'failed', 'canceled', 'aborted']);
 
 const queueKey = (name: string) => QUEUE + name;
@@ -59,7 +64,7 @@ let client: Redis;
 before(async () => {
   redis = await TestRedis.start();
   client = redis.client();
-  defineScripts(client, moveToActiveAndBegin11(), moveToFinishedAndBegin14());
+  defineScripts(client, moveToActiveAndBegin11(SETTINGS), moveToFinishedAndBegin14(SETTINGS));
   defineScripts(client, beginDelivery3, finishDelivery3);
   for (const [name, keys] of [
     ['moveToActive', 11],
@@ -109,7 +114,7 @@ function completeArgs(jobId: string, token: string): Array<string | number | Buf
 }
 
 /** The ledger's arguments after BullMQ's: `tryToken` is the fetched job's try. */
-const ledgerArgs = (tryToken: string) => [PREFIX, LOCK_MS, RETENTION, tryToken, NOW, WANTS];
+const ledgerArgs = (tryToken: string) => [PREFIX, tryToken];
 
 interface Delivery {
   webhookId: string;
@@ -159,7 +164,6 @@ function begin(delivery: Delivery, tryToken: string) {
     TERMINAL.has(delivery.status) ? '1' : '0',
     delivery.webhookId,
     delivery.predictionId,
-    NOW,
     ...(WANTED[delivery.status] ?? []),
   );
 }
@@ -235,6 +239,14 @@ async function both(
 const fetchActive = (tryToken: string) => () =>
   command('moveToActiveAndBegin')([...moveToActiveArgs('job-lock'), ...ledgerArgs(tryToken)]);
 
+describe("BullMQ's scripts as wrapped", () => {
+  it('read no argument past their own, so the ledger may add its after them', () => {
+    assert.doesNotThrow(() => bullmqScript('moveToFinished', 14, 9));
+    assert.doesNotThrow(() => bullmqScript('moveToActive', 11, 3));
+    assert.throws(() => bullmqScript('moveToFinished', 14, 8), /not the one inlet wraps/);
+  });
+});
+
 describe('moveToActiveAndBegin-11', () => {
   const cases: Array<{
     name: string;
@@ -263,7 +275,8 @@ describe('moveToActiveAndBegin-11', () => {
     {
       name: 'every wanted processor done: nothing to run',
       status: 'succeeded',
-      craft: (d) => client.hset(ledgerOf(d)[0] as string, 'done:a', 'x', 'done:b', 'y'),
+      craft: (d) =>
+        client.hset(ledgerOf(d)[0] as string, 'status', 'succeeded', 'done:a', 'x', 'done:b', 'y'),
       answer: ['done', 'succeeded'],
     },
     { name: 'a status no processor wants is done', status: 'starting', answer: ['done', ''] },
@@ -324,16 +337,22 @@ describe('moveToActiveAndBegin-11', () => {
     });
   }
 
-  it('processor names reach the ledger as they are, newlines, quotes and `=` included', async () => {
-    const names = ['a\nsucceeded=["0"]', 'say "hi"', 'ünï', '='];
+  it('processor names reach the ledger as they are, whatever bytes they hold', async () => {
+    const names = ['a\nsucceeded"]', 'say "hi"', 'ünï', '=', 'back\\slash', ']]--', '\u0000 7'];
     await addDelivery({ webhookId: 'msg_1', predictionId: 'p1', status: 'succeeded' });
-    const wants = wantsArgument(new Map([['succeeded', names]]));
-    const [, begun] = (await command('moveToActiveAndBegin')([
+    const script = moveToActiveAndBegin11({ ...SETTINGS, wanted: new Map([['succeeded', names]]) });
+    defineScripts(client, { ...script, name: 'oddNamesFetch' });
+    const [, begun] = (await command('oddNamesFetch')([
       ...moveToActiveArgs('job-lock'),
-      ...ledgerArgs('try-1').slice(0, -1),
-      wants,
+      ...ledgerArgs('try-1'),
     ])) as [string, unknown];
     assert.deepEqual(begun, ['run', 'succeeded', ...names]);
+  });
+
+  it('writes a Lua string byte by byte where a byte could end it or escape', () => {
+    assert.equal(luaString('done:a-1/b.c'), '"done:a-1/b.c"');
+    assert.equal(luaString('"\\\n'), '"\\034\\092\\010"');
+    assert.equal(luaString('é'), '"\\195\\169"');
   });
 
   it('an empty queue: BullMQ answers no job, and nothing is decided', async () => {

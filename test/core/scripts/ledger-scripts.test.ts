@@ -66,7 +66,6 @@ function begin(status: string, token: string, processors: string[]) {
     TERMINAL.has(status) ? '1' : '0',
     WEBHOOK,
     PREDICTION,
-    1_700_000_000_000,
     ...processors,
   );
 }
@@ -80,7 +79,7 @@ interface State {
 }
 
 async function craft(state: State): Promise<void> {
-  if (state.recorded) await client.hset(K.prediction, 'status', state.recorded, 'terminalAt', 1);
+  if (state.recorded) await client.hset(K.prediction, 'status', state.recorded);
   for (const name of state.predictionDone ?? [])
     await client.hset(K.prediction, `done:${name}`, 'msg_0 earlier-try');
   for (const name of state.deliveryDone ?? []) await client.hset(K.delivery, `done:${name}`, '1');
@@ -253,14 +252,21 @@ describe('markProcessorDone-2', () => {
   }> = [
     {
       name: 'terminal, first success: recorded with its try',
-      state: {},
+      state: { recorded: 'succeeded' },
       terminal: '1',
       answer: 1,
       record: `${WEBHOOK} mine`,
     },
     {
+      name: 'terminal, the record expired under a lapsed lock: no mark without the status',
+      state: {},
+      terminal: '1',
+      answer: 1,
+      record: null,
+    },
+    {
       name: 'terminal, another try recorded it: it ran twice',
-      state: { predictionDone: ['a'] },
+      state: { recorded: 'succeeded', predictionDone: ['a'] },
       terminal: '1',
       answer: 0,
       record: 'msg_0 earlier-try',
@@ -284,12 +290,14 @@ describe('markProcessorDone-2', () => {
   }
 
   it('resent after it recorded the success: still the first, not a second run', async () => {
+    await craft({ recorded: 'succeeded' });
     assert.equal(await mark('1', 'mine'), 1);
     assert.equal(await mark('1', 'mine'), 1);
     assert.equal(await client.hget(K.prediction, 'done:a'), `${WEBHOOK} mine`);
   });
 
   it('a second try of the same delivery that ran it again is a second run', async () => {
+    await craft({ recorded: 'succeeded' });
     assert.equal(await mark('1', 'try-1'), 1);
     assert.equal(await mark('1', 'try-2'), 0);
   });
@@ -444,11 +452,17 @@ describe('finishDelivery-3', () => {
       record: null,
     },
   ];
+  it('terminal, the lock lapsed and the record expired: no mark without the status', async () => {
+    assert.equal(await finish('mine', 'a'), 1);
+    assert.equal(await client.exists(K.prediction), 0, 'no record made of a mark alone');
+    assert.equal(await client.exists(K.delivery), 0);
+  });
+
   for (const c of cases) {
     it(c.name, async () => {
       await craft(c.state);
       // As the delivery's begin (or the lock's last renewal) left the record, a while ago.
-      await client.hset(K.prediction, 'terminalAt', 1);
+      await client.hsetnx(K.prediction, 'status', 'succeeded');
       await client.expire(K.prediction, 100);
       await client.hset(K.delivery, 'predictionId', PREDICTION, 'done:b', '1', 'try', 'mine');
       assert.equal(await finish(c.token, c.processor, c.terminal), c.answer);
@@ -466,7 +480,7 @@ describe('finishDelivery-3', () => {
   }
 
   it('records what markProcessorDone-2 would: a later mark of the same try is still the first', async () => {
-    await client.set(K.lock, 'mine', 'PX', LOCK_MS);
+    await craft({ recorded: 'succeeded', lockedBy: 'mine' });
     assert.equal(await finish('mine', 'a'), 1);
     assert.equal(
       await client.markProcessorDone(
