@@ -9,6 +9,11 @@ import { type IngestRound, runIngestRounds } from './ingest-rounds.js';
 import { BenchProcess, freePort, waitForHttp } from './processes.js';
 import { summariseProfiles } from './profile-summary.js';
 import { BenchRedis } from './redis.js';
+import {
+  callgrindAvailable,
+  type InstructionRound,
+  runInstructionRounds,
+} from './redis-instructions.js';
 import { renderResults, revision } from './report.js';
 import { runWorkerRounds, type WorkerRound } from './worker-rounds.js';
 
@@ -27,8 +32,10 @@ const USAGE = `usage: npm run bench -- [--smoke] [--no-pin] [--profile] [--keep]
   --keep       keep the work folder (logs, profiles)
   --workers N  worker processes per worker round and for end-to-end (default 1)
   --out FILE   where to write the markdown (default bench/results.md)
-  --only LIST  run only some parts: ingest,scaling,workers,e2e (default all; scaling adds
-               rounds of the ingest as 2 processes to the ingest rounds, on ≥ 2 cores)
+  --only LIST  run only some parts: ingest,scaling,workers,instructions,e2e (default all;
+               scaling adds rounds of the ingest as 2 processes to the ingest rounds, on ≥ 2
+               cores; instructions counts Redis's work per delivery of each worker kind under
+               valgrind's callgrind, when valgrind is installed)
   --seconds N, --pairs N  override the round length and the number of round pairs
   --against DIR  also run \`DIR/cli/main.js ingest\` (a copy of dist/ built from the code before a
                change) as a fourth server, "before", in the same alternating rounds
@@ -44,7 +51,7 @@ const { values: flags } = parseArgs({
     keep: { type: 'boolean', default: false },
     workers: { type: 'string', default: '1' },
     out: { type: 'string' },
-    only: { type: 'string', default: 'ingest,scaling,workers,e2e' },
+    only: { type: 'string', default: 'ingest,scaling,workers,instructions,e2e' },
     seconds: { type: 'string' },
     pairs: { type: 'string' },
     against: { type: 'string' },
@@ -78,6 +85,8 @@ const pin = !flags['no-pin'] && canPin();
 const mode = smoke
   ? { pairs: 1, seconds: 3, warmupSeconds: 1, workerPairs: 1, jobs: 2_000, e2eSeconds: 3 }
   : { pairs: 3, seconds: 10, warmupSeconds: 3, workerPairs: 2, jobs: 10_000, e2eSeconds: 10 };
+/** Deliveries per counted round: instruction counts need no repeats, only enough to average. */
+const INSTRUCTION_JOBS = smoke ? 300 : 2_000;
 if (flags.seconds) mode.seconds = Number(flags.seconds);
 if (flags.pairs) mode.pairs = mode.workerPairs = Number(flags.pairs);
 const CONNECTIONS = 50;
@@ -269,6 +278,21 @@ try {
     });
     broken ||= workers.some((r) => r.failed > 0);
   }
+  let instructions: InstructionRound[] | string = skipped;
+  if (workersBuilt && parts.has('instructions')) {
+    if (callgrindAvailable()) {
+      instructions = await runInstructionRounds({
+        jobs: INSTRUCTION_JOBS,
+        pairs: 1,
+        concurrency: WORKER_CONCURRENCY,
+        cpus: cpus('server'),
+        workDir: work,
+        log,
+      });
+    } else {
+      instructions = 'valgrind not installed';
+    }
+  }
   if (workersBuilt && parts.has('e2e')) {
     endToEnd = [];
     for (const rate of E2E_RATES) {
@@ -305,6 +329,8 @@ try {
     connections: CONNECTIONS,
     ingest: ingestRounds,
     workers,
+    instructions,
+    instructionJobs: INSTRUCTION_JOBS,
     workerSetup: `${workerProcesses} process(es) of each kind, concurrency ${WORKER_CONCURRENCY}, LOG_LEVEL=info, ${mode.jobs} jobs per round; inlet with a no-op processor (ledger and all), raw BullMQ with a no-op function`,
     endToEnd,
     ingestPeakRssBytes,

@@ -152,7 +152,7 @@ export async function runWorkerRounds(settings: WorkerSettings): Promise<WorkerR
 }
 
 /** Stores `jobs` deliveries as the ingest does (DeliveryEnqueuer: storeDelivery-11), 200 at a time. */
-async function fill(
+export async function fill(
   queue: Queue<DeliveryJob>,
   redis: Redis,
   jobs: number,
@@ -192,7 +192,12 @@ export async function countJobs(queues: Queue[], states: JobType[]): Promise<num
 }
 
 /** Polls until no job waits, runs or is delayed; a dead worker fails the bench. */
-export async function waitUntilDrained(queue: Queue, workers: BenchProcess[], timeoutMs = 120_000) {
+export async function waitUntilDrained(
+  queue: Queue,
+  workers: BenchProcess[],
+  timeoutMs = 120_000,
+  pollMs = 10,
+) {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const counts = await queue.getJobCounts(...QUEUED_STATES);
@@ -201,6 +206,6 @@ export async function waitUntilDrained(queue: Queue, workers: BenchProcess[], ti
     if (dead) throw new Error(`${dead.name} exited while the queue still had jobs`);
     if (Date.now() > deadline)
       throw new Error(`the queue did not drain: ${JSON.stringify(counts)}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
+    await new Promise((resolve) => setTimeout(resolve, pollMs));
   }
 }

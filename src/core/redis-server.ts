@@ -23,6 +23,8 @@ export interface RedisServerOptions {
   detached?: boolean;
   /** CPUs to pin it to with `taskset -c` (the bench). */
   cpus?: string;
+  /** A program (and its arguments) to run it under, e.g. valgrind to count its instructions. */
+  launcher?: string[];
   /** Further `--name value` arguments (a cluster node's, see redis-cluster-server.ts). */
   extraArgs?: string[];
 }
@@ -85,7 +87,7 @@ export class RedisServer {
     return this.options.logFile ?? join(this.options.dir, 'redis.log');
   }
 
-  /** The server's process id (with `cpus`, taskset execs Redis, so it is Redis's own). */
+  /** The server's process id (taskset and valgrind exec Redis in place, so it is Redis's own). */
   get pid(): number {
     if (this.child?.pid === undefined) throw new Error('redis-server is not running');
     return this.child.pid;
@@ -105,10 +107,12 @@ export class RedisServer {
     if (this.running) return;
     this.stopping = false;
     const args = this.arguments();
-    const binary = this.options.binary ?? 'redis-server';
-    const [file, argv] = this.options.cpus
-      ? ['taskset', ['-c', this.options.cpus, binary, ...args]]
-      : [binary, args];
+    const command = [...(this.options.launcher ?? []), this.options.binary ?? 'redis-server'];
+    const [file = '', ...argv] = [
+      ...(this.options.cpus ? ['taskset', '-c', this.options.cpus] : []),
+      ...command,
+      ...args,
+    ];
     const child = spawn(file, argv, {
       cwd: this.options.dir,
       detached: this.options.detached ?? false,

@@ -1,0 +1,140 @@
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Redis } from 'ioredis';
+import { loadConfig } from '../src/core/config.js';
+import { RedisServer } from '../src/core/redis-server.js';
+import {
+  deliveriesQueue,
+  fill,
+  startWorkerProcess,
+  type WorkerKind,
+  waitForWorkers,
+  waitUntilDrained,
+} from './worker-rounds.js';
+
+export interface InstructionSettings {
+  jobs: number;
+  pairs: number;
+  concurrency: number;
+  cpus: string | undefined;
+  workDir: string;
+  log: (line: string) => void;
+}
+
+export interface InstructionRound {
+  kind: WorkerKind;
+  /** Redis's instructions per delivery, what it did while idle for as long taken out. */
+  instructions: number;
+  seconds: number;
+}
+
+/** How often the bench asks whether the queue is empty while Redis is being counted. */
+const POLL_MS = 500;
+/** How long Redis is counted idle (workers connected, queue paused) before each round. */
+const IDLE_MS = 2_000;
+
+/** Whether valgrind's callgrind and its control program are installed. */
+export function callgrindAvailable(): boolean {
+  try {
+    execFileSync('valgrind', ['--version'], { stdio: 'ignore' });
+    execFileSync('callgrind_control', ['--version'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Redis's work per delivery for raw BullMQ's worker and `inlet worker`, counted in instructions
+ * by callgrind: a second private redis-server runs under valgrind (about 50 times slower), and
+ * each round counts what it executes from the queue's resumption until it is empty. CPU time on
+ * a shared machine moved by 2x between rounds of the same code here; instruction counts of the
+ * same code and load differ by under 1 %, so the ratio of two kinds is seen without the noise.
+ * They are not time: a cache miss costs no instruction, so the CPU-time rows stay the target's
+ * measure, and this one shows what a change did.
+ */
+export async function runInstructionRounds(
+  settings: InstructionSettings,
+): Promise<InstructionRound[]> {
+  const dir = mkdtempSync(join(settings.workDir, 'callgrind-'));
+  const server = await RedisServer.start({
+    dir,
+    launcher: [
+      'valgrind',
+      '--tool=callgrind',
+      `--callgrind-out-file=${join(dir, 'callgrind.out')}`,
+      '--dump-instr=no',
+    ],
+    ...(settings.cpus ? { cpus: settings.cpus } : {}),
+  });
+  const redis = new Redis(server.url, { maxRetriesPerRequest: null });
+  const config = loadConfig({ REDIS_URL: server.url });
+  const counter = new Callgrind(server.pid, dir);
+  const rounds: InstructionRound[] = [];
+  try {
+    for (let pair = 1; pair <= settings.pairs; pair++) {
+      for (const kind of ['raw BullMQ', 'inlet'] as const) {
+        await redis.flushall();
+        const queue = deliveriesQueue(redis);
+        await queue.pause();
+        await fill(queue, redis, settings.jobs, config);
+        const worker = startWorkerProcess(kind, 0, { ...settings, redisUrl: server.url });
+        try {
+          await waitForWorkers(queue, 1, [worker]);
+          // What Redis does for connected workers and the bench's polling, without deliveries.
+          counter.zero();
+          const idleStarted = performance.now();
+          while (performance.now() - idleStarted < IDLE_MS) {
+            await queue.getJobCounts('wait');
+            await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+          }
+          const idlePerSecond = counter.dump() / ((performance.now() - idleStarted) / 1000);
+          counter.zero();
+          const started = performance.now();
+          await queue.resume();
+          await waitUntilDrained(queue, [worker], 600_000, POLL_MS);
+          const seconds = (performance.now() - started) / 1000;
+          const busy = counter.dump() - idlePerSecond * seconds;
+          const round = { kind, instructions: busy / settings.jobs, seconds };
+          rounds.push(round);
+          settings.log(
+            `instructions round ${pair} ${kind} worker: Redis ${Math.round(round.instructions / 1000)}k instructions/delivery (${settings.jobs} in ${seconds.toFixed(1)} s under callgrind)`,
+          );
+        } finally {
+          await worker.stop();
+          await queue.close();
+        }
+      }
+    }
+  } finally {
+    redis.disconnect();
+    await server.stop();
+  }
+  return rounds;
+}
+
+/** callgrind_control on one process: zero its counts, dump them and read the total. */
+class Callgrind {
+  private dumps = 0;
+
+  constructor(
+    private readonly pid: number,
+    private readonly dir: string,
+  ) {}
+
+  zero(): void {
+    execFileSync('callgrind_control', ['-z', String(this.pid)], { stdio: 'ignore' });
+  }
+
+  /** Instructions since the last zero. */
+  dump(): number {
+    execFileSync('callgrind_control', ['-d', String(this.pid)], { stdio: 'ignore' });
+    this.dumps++;
+    const file = readdirSync(this.dir).find((name) => name === `callgrind.out.${this.dumps}`);
+    if (!file) throw new Error(`callgrind wrote no dump ${this.dumps} in ${this.dir}`);
+    const summary = /^summary: (\d+)$/m.exec(readFileSync(join(this.dir, file), 'utf8'));
+    if (!summary) throw new Error(`callgrind dump ${file} has no summary line`);
+    return Number(summary[1]);
+  }
+}
