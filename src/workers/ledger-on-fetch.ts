@@ -171,9 +171,11 @@ function fetchOf(processedOn: number | undefined, attemptsStarted: number): stri
 export function installLedgerOnFetch(redis: RedisClient, shards: readonly LedgerOnFetch[]): void {
   const settings = shards[0]?.settings;
   if (!settings) return;
-  if (shards.some((shard) => !sameSettings(shard.settings, settings))) {
+  const installed = installedSettings.get(redis) ?? settings;
+  if (shards.some((shard) => !sameSettings(shard.settings, installed))) {
     throw new Error('installLedgerOnFetch: the shards of one connection differ in their settings');
   }
+  installedSettings.set(redis, settings);
   defineScripts(redis, moveToActiveAndBegin11(settings), moveToFinishedAndBegin14(settings));
   const byQueue = new Map(shards.map((shard) => [shard.queueKey, shard]));
   for (const { name, keys, argc, queueArg } of [MOVE_TO_ACTIVE, MOVE_TO_FINISHED]) {
@@ -199,6 +201,9 @@ export function installLedgerOnFetch(redis: RedisClient, shards: readonly Ledger
     });
   }
 }
+
+/** What each connection's fetch scripts were built with: a second install must agree. */
+const installedSettings = new WeakMap<RedisClient, FetchLedgerSettings>();
 
 function sameSettings(a: FetchLedgerSettings, b: FetchLedgerSettings): boolean {
   const entries = (settings: FetchLedgerSettings) => JSON.stringify([...settings.wanted]);

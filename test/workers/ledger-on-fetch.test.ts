@@ -169,12 +169,25 @@ describe('LedgerOnFetch', () => {
     assert.equal(alone.calls, 1);
   });
 
-  it('builds one pair of scripts for a connection, so its shards must share their settings', () => {
+  it('builds one pair of scripts for a connection, so its shards must share their settings', async () => {
     const shard = (lockTtlMs: number) =>
       new LedgerOnFetch(`q${lockTtlMs}:`, { ...ledger, lockTtlMs }, []);
     assert.throws(
       () => installLedgerOnFetch({} as never, [shard(1000), shard(2000)]),
       /shards of one connection differ/,
     );
+    const server = await TestRedis.start();
+    const client = server.client();
+    try {
+      installLedgerOnFetch(client, [shard(1000)]);
+      assert.throws(
+        () => installLedgerOnFetch(client, [shard(2000)]),
+        /shards of one connection differ/,
+        'a second install on the same connection, whose scripts are already defined',
+      );
+    } finally {
+      client.disconnect();
+      await server.destroy();
+    }
   });
 });
