@@ -2,8 +2,9 @@ import type { Result } from 'ioredis';
 import type { RedisScript } from './redis-script.js';
 
 /**
- * The script's body as a Lua function of its three keys and ARGV, for the scripts that also run it on the
- * job BullMQ hands a worker (fetch-and-begin.ts): one body, so the two cannot drift apart.
+ * The script's body as a Lua function of its three keys and ARGV, for the scripts that also run
+ * it on the job BullMQ hands a worker (fetch-and-begin.ts): one body, so the two cannot drift
+ * apart.
  */
 export const BEGIN_DELIVERY_FUNCTION = `local function beginDelivery(prediction, lock, delivery, ARGV)
   -- A status after the recorded terminal one: counted once per try (a resend finds its token).

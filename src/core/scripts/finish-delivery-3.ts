@@ -2,8 +2,8 @@ import type { Result } from 'ioredis';
 import type { RedisScript } from './redis-script.js';
 
 /**
- * The script's body as a Lua function of its three keys and ARGV, for the script that also runs it before
- * BullMQ completes the delivery's job (fetch-and-begin.ts): one body for both.
+ * The script's body as a Lua function of its three keys and ARGV, for the script that also runs
+ * it before BullMQ completes the delivery's job (fetch-and-begin.ts): one body for both.
  */
 export const FINISH_DELIVERY_FUNCTION = `local function finishDelivery(prediction, lock, delivery, ARGV)
   local held = ARGV[1] ~= '' and redis.call('GET', lock) == ARGV[1]
