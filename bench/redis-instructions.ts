@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { loadConfig } from '../src/core/config.js';
@@ -131,9 +131,9 @@ class Callgrind {
   dump(): number {
     execFileSync('callgrind_control', ['-d', String(this.pid)], { stdio: 'ignore' });
     this.dumps++;
-    const file = readdirSync(this.dir).find((name) => name === `callgrind.out.${this.dumps}`);
-    if (!file) throw new Error(`callgrind wrote no dump ${this.dumps} in ${this.dir}`);
-    const summary = /^summary: (\d+)$/m.exec(readFileSync(join(this.dir, file), 'utf8'));
+    const file = join(this.dir, `callgrind.out.${this.dumps}`);
+    if (!existsSync(file)) throw new Error(`callgrind wrote no dump ${file}`);
+    const summary = /^summary: (\d+)$/m.exec(readFileSync(file, 'utf8'));
     if (!summary) throw new Error(`callgrind dump ${file} has no summary line`);
     return Number(summary[1]);
   }
