@@ -1,22 +1,18 @@
 import type { Result } from 'ioredis';
+import { RECORD_SUCCESS_FUNCTION } from './mark-processor-done-2.js';
 import type { RedisScript } from './redis-script.js';
 
 /**
- * The script's body as a Lua function of its three keys and ARGV, for the script that also runs
- * it before BullMQ completes the delivery's job (fetch-and-begin.ts): one body for both.
+ * The script's body as a Lua function of its three keys and ARGV (after the
+ * {@link RECORD_SUCCESS_FUNCTION} it calls), for the script that also runs it before BullMQ
+ * completes the delivery's job (fetch-and-begin.ts): one body for both.
  */
-export const FINISH_DELIVERY_FUNCTION = `local function finishDelivery(prediction, lock, delivery, ARGV)
+export const FINISH_DELIVERY_FUNCTION = `${RECORD_SUCCESS_FUNCTION}
+local function finishDelivery(prediction, lock, delivery, ARGV)
   local held = ARGV[1] ~= '' and redis.call('GET', lock) == ARGV[1]
   local first = 1
   if ARGV[2] ~= '' and ARGV[3] == '1' then
-    local run = ARGV[4] .. ' ' .. ARGV[1]
-    -- Under a lapsed lock the record may have expired: a record without a status holds no mark.
-    if held or redis.call('HEXISTS', prediction, 'status') == 1 then
-      if redis.call('HSETNX', prediction, 'done:' .. ARGV[2], run) == 0 then
-        if redis.call('HGET', prediction, 'done:' .. ARGV[2]) ~= run then first = 0 end
-      end
-      if not held then redis.call('EXPIRE', prediction, ARGV[5]) end
-    end
+    first = recordSuccess(prediction, ARGV[2], ARGV[4] .. ' ' .. ARGV[1], ARGV[5], held)
   end
   if held then
     redis.call('DEL', lock, delivery)
