@@ -7,6 +7,7 @@ import { RedisServer } from '../src/core/redis-server.js';
 import {
   deliveriesQueue,
   fill,
+  QUEUED_STATES,
   startWorkerProcess,
   type WorkerKind,
   waitForWorkers,
@@ -86,7 +87,7 @@ export async function runInstructionRounds(
           counter.zero();
           const idleStarted = performance.now();
           while (performance.now() - idleStarted < IDLE_MS) {
-            await queue.getJobCounts('wait');
+            await queue.getJobCounts(...QUEUED_STATES); // as waitUntilDrained polls
             await new Promise((resolve) => setTimeout(resolve, POLL_MS));
           }
           const idlePerSecond = counter.dump() / ((performance.now() - idleStarted) / 1000);
