@@ -15,9 +15,10 @@ export interface EndToEndSettings {
   rate: number;
   seconds: number;
   /**
-   * Seconds sent at the same rate before the measured ones, not counted: a freshly started
-   * worker runs unoptimised code for its first second or so and falls behind, which is start-up,
-   * not the steady state the figure is about.
+   * The least seconds sent at the same rate before the measured ones, not counted: a freshly
+   * started worker runs unoptimised code for its first seconds and falls behind, which is
+   * start-up, not the steady state the figure is about. The warm-up goes on until the pipeline
+   * has caught up (see {@link caughtUp}), for at most {@link MAX_WARMUP_FACTOR} times this.
    */
   warmupSeconds: number;
   concurrency: number;
@@ -31,7 +32,13 @@ export interface EndToEndResult {
   rate: number;
   /** Deliveries sent in the measured seconds (after the warm-up). */
   sent: number;
+  /** The warm-up's least length, s. */
   warmupSeconds: number;
+  /**
+   * Seconds from the first delivery sent until the pipeline had caught up with its cold start
+   * (the warm-up's end); NaN when it had not within the longest warm-up.
+   */
+  caughtUpSeconds: number;
   /** Deliveries answered 202 whose processor start was seen. */
   measured: number;
   /** 202 → processor start, milliseconds. */
@@ -63,7 +70,7 @@ export async function runEndToEnd(settings: EndToEndSettings): Promise<EndToEndR
   );
   try {
     await waitForWorkers(queue, settings.processes, workers);
-    const sent = await sendPaced(settings);
+    const sent = await sendPaced(settings, startsFile);
     const starts = await waitForStarts(startsFile, sent.acked.size + sent.warmupAcked);
     const latencies: number[] = [];
     for (const [id, ackedAt] of sent.acked) {
@@ -75,6 +82,7 @@ export async function runEndToEnd(settings: EndToEndSettings): Promise<EndToEndR
       rate: settings.rate,
       sent: sent.count - sent.warmupCount,
       warmupSeconds: settings.warmupSeconds,
+      caughtUpSeconds: sent.caughtUpSeconds,
       measured: latencies.length,
       p50: percentile(latencies, 0.5),
       p99: percentile(latencies, 0.99),
@@ -87,8 +95,11 @@ export async function runEndToEnd(settings: EndToEndSettings): Promise<EndToEndR
         0.99,
       ),
     };
+    const warmup = Number.isNaN(result.caughtUpSeconds)
+      ? `not caught up after a ${MAX_WARMUP_FACTOR * settings.warmupSeconds} s warm-up`
+      : `caught up ${result.caughtUpSeconds.toFixed(1)} s after the first delivery`;
     settings.log(
-      `end-to-end at ${settings.rate}/s: p50 ${result.p50.toFixed(1)} ms, p99 ${result.p99.toFixed(1)} ms (${result.measured} deliveries, ${result.missing} missing, ${result.unavailable} answered 503, ${result.failures} failed)`,
+      `end-to-end at ${settings.rate}/s: ${warmup}; p50 ${result.p50.toFixed(1)} ms, p99 ${result.p99.toFixed(1)} ms (${result.measured} deliveries, ${result.missing} missing, ${result.unavailable} answered 503, ${result.failures} failed)`,
     );
     return result;
   } finally {
@@ -97,12 +108,21 @@ export async function runEndToEnd(settings: EndToEndSettings): Promise<EndToEndR
   }
 }
 
+/** The longest warm-up, in times its least length. */
+export const MAX_WARMUP_FACTOR = 5;
+/**
+ * The pipeline has caught up when every warm-up delivery answered at least this long ago has
+ * started (the processor writes its starts down every 100 ms).
+ */
+const CAUGHT_UP_MS = 250;
+
 interface Sent {
   /** Every delivery sent, warm-up included. */
   count: number;
   warmupCount: number;
   /** Warm-up deliveries answered 202: processed, but not measured. */
   warmupAcked: number;
+  caughtUpSeconds: number;
   unavailable: number;
   failures: number;
   /** webhook-id → wall-clock ms its 202 arrived, for the measured deliveries. */
@@ -111,25 +131,31 @@ interface Sent {
 }
 
 /**
- * Sends `rate` deliveries a second for `warmupSeconds + seconds`, spread evenly over each
- * millisecond tick; only those after the warm-up are measured.
+ * Sends `rate` deliveries a second, spread evenly over each millisecond tick: first a warm-up,
+ * at least `warmupSeconds` long and until the pipeline has caught up with its cold start
+ * ({@link caughtUp}), then `seconds` of measured deliveries.
  */
-async function sendPaced(settings: EndToEndSettings): Promise<Sent> {
-  const warmupCount = Math.round(settings.rate * settings.warmupSeconds);
-  const total = warmupCount + settings.rate * settings.seconds;
+async function sendPaced(settings: EndToEndSettings, startsFile: string): Promise<Sent> {
+  const measuredCount = settings.rate * settings.seconds;
   const pool = new DeliveryPool(settings.secret);
-  pool.refill(total);
+  // Deliveries past these (a longer warm-up) are signed as they are sent.
+  pool.refill(Math.round(settings.rate * settings.warmupSeconds) + measuredCount);
   const agent = new Agent({ keepAlive: true, maxSockets: 64 });
   const url = new URL('/webhooks/replicate', settings.ingestUrl);
   const sent: Sent = {
     count: 0,
-    warmupCount,
+    warmupCount: 0,
     warmupAcked: 0,
+    caughtUpSeconds: Number.NaN,
     unavailable: 0,
     failures: 0,
     acked: new Map(),
     ackLatencies: [],
   };
+  /** webhook-id → wall-clock ms its 202 arrived, for the warm-up deliveries. */
+  const warmupAcks = new Map<string, number>();
+  let measuring = false;
+  let total = Number.POSITIVE_INFINITY;
   let settled = 0;
   let finish: () => void = () => undefined;
   const allSettled = new Promise<void>((resolve) => {
@@ -141,7 +167,7 @@ async function sendPaced(settings: EndToEndSettings): Promise<Sent> {
   };
   const send = () => {
     const delivery = pool.take();
-    const measured = sent.count >= warmupCount;
+    const measured = measuring;
     const startedAt = wallClockMs();
     const req = request(url, { method: 'POST', agent, headers: delivery.headers }, (res) => {
       res.resume();
@@ -149,6 +175,7 @@ async function sendPaced(settings: EndToEndSettings): Promise<Sent> {
         const at = wallClockMs();
         if (res.statusCode === 202 && !measured) {
           sent.warmupAcked += 1;
+          warmupAcks.set(delivery.webhookId, at);
         } else if (res.statusCode === 202) {
           sent.acked.set(delivery.webhookId, at);
           sent.ackLatencies.push(at - startedAt);
@@ -168,9 +195,25 @@ async function sendPaced(settings: EndToEndSettings): Promise<Sent> {
     sent.count += 1;
   };
   const began = performance.now();
+  let checkedAt = 0;
   await new Promise<void>((resolve) => {
     const tick = setInterval(() => {
-      const due = Math.min(total, Math.floor(((performance.now() - began) * settings.rate) / 1000));
+      const elapsed = performance.now() - began;
+      if (!measuring && elapsed - checkedAt >= 250) {
+        // Checked from the start, so that the catch-up time is when the backlog was last gone.
+        checkedAt = elapsed;
+        if (!caughtUp(startsFile, warmupAcks)) sent.caughtUpSeconds = Number.NaN;
+        else if (Number.isNaN(sent.caughtUpSeconds)) sent.caughtUpSeconds = elapsed / 1000;
+        const warm = elapsed >= settings.warmupSeconds * 1000;
+        const longest = elapsed >= MAX_WARMUP_FACTOR * settings.warmupSeconds * 1000;
+        if ((warm && !Number.isNaN(sent.caughtUpSeconds)) || longest) {
+          measuring = true;
+          sent.warmupCount = sent.count;
+          total = sent.count + measuredCount;
+          if (settled === total) finish();
+        }
+      }
+      const due = Math.min(total, Math.floor((elapsed * settings.rate) / 1000));
       while (sent.count < due) send();
       if (sent.count >= total) {
         clearInterval(tick);
@@ -181,6 +224,19 @@ async function sendPaced(settings: EndToEndSettings): Promise<Sent> {
   await allSettled;
   agent.destroy();
   return sent;
+}
+
+/**
+ * Whether every delivery in `acks` answered at least {@link CAUGHT_UP_MS} ago has started: the
+ * backlog a cold worker (and ingest) built up is gone.
+ */
+function caughtUp(startsFile: string, acks: ReadonlyMap<string, number>): boolean {
+  const starts = readStarts(startsFile);
+  const before = wallClockMs() - CAUGHT_UP_MS;
+  for (const [id, ackedAt] of acks) {
+    if (ackedAt <= before && !starts.has(id)) return false;
+  }
+  return true;
 }
 
 /**

@@ -1,7 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
-import type { EndToEndResult } from './e2e.js';
+import { type EndToEndResult, MAX_WARMUP_FACTOR } from './e2e.js';
 import type { IngestRound } from './ingest-rounds.js';
 import type { InstructionRound } from './redis-instructions.js';
 import type { WorkerRound } from './worker-rounds.js';
@@ -239,6 +239,17 @@ export function renderResults(results: BenchResults): string {
         '',
         '',
       ]);
+      if (target) {
+        rows.push([
+          `end-to-end at ${run.rate}/s: a cold worker caught up after, s`,
+          '',
+          '',
+          Number.isNaN(run.caughtUpSeconds) ? 'not caught up' : round(run.caughtUpSeconds, 1),
+          '',
+          '',
+          '',
+        ]);
+      }
       rows.push([
         `end-to-end 202 → processor start at ${run.rate}/s, p99 ms`,
         '',
@@ -341,13 +352,22 @@ export function renderResults(results: BenchResults): string {
     for (const run of e2e) {
       lines.push(
         '',
-        `End-to-end at ${run.rate}/s: ${run.sent} deliveries sent evenly after a ${run.warmupSeconds} s warm-up at the same rate; ${run.measured} measured, ` +
+        `End-to-end at ${run.rate}/s: ${run.sent} deliveries sent evenly after a warm-up at the same rate (${warmupText(run)}); ${run.measured} measured, ` +
           `${run.missing} missing, ${run.unavailable} answered 503, ${run.failures} failed; max ${round(run.max, 1)} ms; ` +
           `send → 202 p99 ${round(run.ackP99, 1)} ms.`,
       );
     }
   }
   return `${lines.join('\n')}\n`;
+}
+
+/** How an end-to-end run's warm-up ended. */
+function warmupText(run: EndToEndResult): string {
+  const rule = `at least ${run.warmupSeconds} s, and until every delivery answered 250 ms before had started`;
+  if (Number.isNaN(run.caughtUpSeconds)) {
+    return `${rule}: not caught up after ${MAX_WARMUP_FACTOR * run.warmupSeconds} s, measured anyway`;
+  }
+  return `${rule}: ${round(run.caughtUpSeconds, 1)} s`;
 }
 
 function table(rows: string[][]): string {
