@@ -21,8 +21,9 @@ const require = createRequire(import.meta.url);
 /**
  * BullMQ's own script `name` (with `keys` keys) of the installed version, checked. BullMQ does not
  * export its scripts from the package main; the CommonJS build is the one Node loads for
- * `bullmq`, so this is the very script BullMQ runs. Throws one line saying what is wrong and what
- * to do.
+ * `bullmq`, so this is the very script BullMQ runs. Also checks that it reads no key past its
+ * `keys` and, given `argc`, no argument past it ({@link readsOnly}): a wrapper hands it its own
+ * KEYS and ARGV. Throws one line saying what is wrong and what to do.
  */
 export function bullmqScript(name: string, keys: number, argc?: number): BullmqScript {
   const { version } = require('bullmq/dist/cjs/version.js') as { version: string };
@@ -37,7 +38,8 @@ export function bullmqScript(name: string, keys: number, argc?: number): BullmqS
   if (
     script?.keys !== keys ||
     typeof script.content !== 'string' ||
-    (argc !== undefined && !readsOnlyArguments(script.content, argc))
+    !readsOnly(script.content, 'KEYS', keys) ||
+    (argc !== undefined && !readsOnly(script.content, 'ARGV', argc))
   ) {
     throw new Error(`bullmq ${version}: its ${name} script is not the one inlet wraps`);
   }
@@ -50,13 +52,14 @@ export function bullmqCommand(name: string): string {
 }
 
 /**
- * Whether Lua `content` reads no argument past ARGV[argc] and never the whole ARGV, so that a
- * wrapper may hand it an ARGV with arguments of its own after those (fetch-and-begin.ts).
+ * Whether Lua `content` reads no entry of `table` (KEYS or ARGV) past `count` and never the whole
+ * table, so that a wrapper may hand it a table with entries of its own after those
+ * (storeDelivery-11, fetch-and-begin.ts).
  */
-function readsOnlyArguments(content: string, argc: number): boolean {
-  const uses = content.match(/ARGV\s*(\[[^\]]*\])?/g) ?? [];
+export function readsOnly(content: string, table: 'KEYS' | 'ARGV', count: number): boolean {
+  const uses = content.match(new RegExp(`${table}\\s*(\\[[^\\]]*\\])?`, 'g')) ?? [];
   return uses.every((use) => {
-    const index = /^ARGV\s*\[(\d+)\]$/.exec(use);
-    return index !== null && Number(index[1]) <= argc;
+    const index = /^[A-Z]+\s*\[(\d+)\]$/.exec(use);
+    return index !== null && Number(index[1]) <= count;
   });
 }

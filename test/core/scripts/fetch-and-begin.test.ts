@@ -6,7 +6,7 @@ import { bullmq } from '../../../src/core/commonjs-packages.js';
 import { QUEUE_NAME } from '../../../src/core/job.js';
 import { PREDICTION_STATUSES } from '../../../src/core/prediction.js';
 import { beginDelivery3 } from '../../../src/core/scripts/begin-delivery-3.js';
-import { bullmqScript } from '../../../src/core/scripts/bullmq-script.js';
+import { bullmqScript, readsOnly } from '../../../src/core/scripts/bullmq-script.js';
 import {
   type FetchLedgerSettings,
   luaString,
@@ -240,10 +240,20 @@ const fetchActive = (tryToken: string) => () =>
   command('moveToActiveAndBegin')([...moveToActiveArgs('job-lock'), ...ledgerArgs(tryToken)]);
 
 describe("BullMQ's scripts as wrapped", () => {
-  it('read no argument past their own, so the ledger may add its after them', () => {
+  it('read no key or argument past their own, so the ledger may add its after them', () => {
     assert.doesNotThrow(() => bullmqScript('moveToFinished', 14, 9));
     assert.doesNotThrow(() => bullmqScript('moveToActive', 11, 3));
+    assert.doesNotThrow(() => bullmqScript('addStandardJob', 9, 3));
     assert.throws(() => bullmqScript('moveToFinished', 14, 8), /not the one inlet wraps/);
+  });
+
+  it('count a whole KEYS or ARGV, or an entry past the count, as reading past their own', () => {
+    assert.ok(readsOnly('local a = KEYS[1] .. KEYS [9]', 'KEYS', 9));
+    assert.ok(!readsOnly('local a = KEYS[10]', 'KEYS', 9));
+    assert.ok(!readsOnly('for i = 1, #KEYS do end', 'KEYS', 9));
+    assert.ok(!readsOnly('return unpack(ARGV)', 'ARGV', 3));
+    assert.ok(!readsOnly('local i = 2; return ARGV[i]', 'ARGV', 3));
+    assert.ok(readsOnly('return ARGV[3] .. KEYS[12]', 'ARGV', 3));
   });
 });
 
