@@ -53,6 +53,11 @@ export interface EndToEndResult {
   failures: number;
   /** Send → 202, milliseconds, as the sender saw it. */
   ackP99: number;
+  /**
+   * AOF rewrites Redis started during the run, warm-up included: each forks Redis and runs
+   * beside it, which on a 2-core host shows in the tail.
+   */
+  aofRewrites: number;
 }
 
 /**
@@ -70,8 +75,10 @@ export async function runEndToEnd(settings: EndToEndSettings): Promise<EndToEndR
   );
   try {
     await waitForWorkers(queue, settings.processes, workers);
+    const rewritesBefore = await aofRewrites(settings.redis);
     const sent = await sendPaced(settings, startsFile);
     const starts = await waitForStarts(startsFile, sent.acked.size + sent.warmupAcked);
+    const rewrites = (await aofRewrites(settings.redis)) - rewritesBefore;
     const latencies: number[] = [];
     for (const [id, ackedAt] of sent.acked) {
       const started = starts.get(id);
@@ -94,6 +101,7 @@ export async function runEndToEnd(settings: EndToEndSettings): Promise<EndToEndR
         sent.ackLatencies.sort((a, b) => a - b),
         0.99,
       ),
+      aofRewrites: rewrites,
     };
     const warmup = Number.isNaN(result.caughtUpSeconds)
       ? `not caught up after a ${MAX_WARMUP_FACTOR * settings.warmupSeconds} s warm-up`
@@ -254,6 +262,12 @@ async function waitForStarts(file: string, expected: number): Promise<Map<string
     await new Promise((resolve) => setTimeout(resolve, 200));
   }
   return starts;
+}
+
+/** How many AOF rewrites Redis has started since it started. */
+async function aofRewrites(redis: Redis): Promise<number> {
+  const info = await redis.info('persistence');
+  return Number(/^aof_rewrites:(\d+)/m.exec(info)?.[1] ?? Number.NaN);
 }
 
 function readStarts(file: string): Map<string, number> {
