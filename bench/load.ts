@@ -19,6 +19,8 @@ export interface LoadSettings {
   /** e.g. `http://127.0.0.1:4000` */
   baseUrl: string;
   seconds: number;
+  /** Stop after this many requests (before `seconds` if they are sent sooner). */
+  amount?: number;
   connections: number;
   /** Requests per second over all connections; unset sends as fast as answers come. */
   overallRate?: number;
@@ -41,6 +43,7 @@ export async function driveWebhooks(pool: DeliveryPool, settings: LoadSettings) 
     url: `${settings.baseUrl}/webhooks/replicate`,
     connections: settings.connections,
     duration: settings.seconds,
+    ...(settings.amount === undefined ? {} : { amount: settings.amount }),
     overallRate: settings.overallRate,
     timeout: 10,
     requests: [

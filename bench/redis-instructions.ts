@@ -4,6 +4,8 @@ import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { loadConfig } from '../src/core/config.js';
 import { RedisServer } from '../src/core/redis-server.js';
+import { DeliveryPool } from './deliveries.js';
+import { driveWebhooks } from './load.js';
 import {
   deliveriesQueue,
   fill,
@@ -32,6 +34,8 @@ export interface InstructionRound {
 
 /** How often the bench asks whether the queue is empty while Redis is being counted. */
 const POLL_MS = 500;
+/** Deliveries each server stores before Redis is counted. */
+const WARMUP_STORES = 100;
 /** How long Redis is counted idle (workers connected, queue paused) before each round. */
 const IDLE_MS = 2_000;
 
@@ -58,20 +62,8 @@ export function callgrindAvailable(): boolean {
 export async function runInstructionRounds(
   settings: InstructionSettings,
 ): Promise<InstructionRound[]> {
-  const dir = mkdtempSync(join(settings.workDir, 'callgrind-'));
-  const server = await RedisServer.start({
-    dir,
-    launcher: [
-      'valgrind',
-      '--tool=callgrind',
-      `--callgrind-out-file=${join(dir, 'callgrind.out')}`,
-      '--dump-instr=no',
-    ],
-    ...(settings.cpus ? { cpus: settings.cpus } : {}),
-  });
-  const redis = new Redis(server.url, { maxRetriesPerRequest: null });
+  const { server, redis, counter } = await startCountedRedis(settings.workDir, settings.cpus);
   const config = loadConfig({ REDIS_URL: server.url });
-  const counter = new Callgrind(server.pid, dir);
   const rounds: InstructionRound[] = [];
   try {
     for (let pair = 1; pair <= settings.pairs; pair++) {
@@ -113,6 +105,112 @@ export async function runInstructionRounds(
     await server.stop();
   }
   return rounds;
+}
+
+export type StoreKind = 'Queue.add' | 'inlet';
+
+export interface StoreInstructionRound {
+  /** `Queue.add`: the naive handler's store; `inlet`: `inlet ingest`'s. */
+  kind: StoreKind;
+  /** Redis's instructions per stored delivery, what it did while idle for as long taken out. */
+  instructions: number;
+  seconds: number;
+}
+
+/** An HTTP server storing deliveries in the Redis it was started with. */
+export interface StoringServer {
+  url: string;
+  stop(): Promise<void>;
+}
+
+export interface StoreInstructionSettings {
+  deliveries: number;
+  connections: number;
+  secret: string;
+  cpus: string | undefined;
+  workDir: string;
+  /** Starts the naive handler or `inlet ingest` on `redisUrl`, answering once it is up. */
+  startServer: (kind: StoreKind, redisUrl: string) => Promise<StoringServer>;
+  log: (line: string) => void;
+}
+
+/**
+ * Redis's work per stored delivery for the naive handler (`Queue.add`) and `inlet ingest`,
+ * counted in instructions as {@link runInstructionRounds} counts the workers': each server, on a
+ * Redis under callgrind, takes `deliveries` unique signed deliveries over `connections`
+ * connections, and Redis is counted from the first request to the last answer. Through the real
+ * servers, so that how each batches its writes to Redis counts too.
+ */
+export async function runStoreInstructionRounds(
+  settings: StoreInstructionSettings,
+): Promise<StoreInstructionRound[]> {
+  const { server, redis, counter } = await startCountedRedis(settings.workDir, settings.cpus);
+  const rounds: StoreInstructionRound[] = [];
+  try {
+    for (const kind of ['Queue.add', 'inlet'] as const) {
+      await redis.flushall();
+      const storing = await settings.startServer(kind, server.url);
+      try {
+        const pool = new DeliveryPool(settings.secret);
+        pool.refill(WARMUP_STORES + settings.deliveries);
+        // Not counted: the first calls load and compile the scripts, once per Redis.
+        await driveWebhooks(pool, {
+          baseUrl: storing.url,
+          connections: settings.connections,
+          amount: WARMUP_STORES,
+          seconds: 600,
+        });
+        counter.zero();
+        const idleStarted = performance.now();
+        await new Promise((resolve) => setTimeout(resolve, IDLE_MS));
+        const idlePerSecond = counter.dump() / ((performance.now() - idleStarted) / 1000);
+        counter.zero();
+        const started = performance.now();
+        const result = await driveWebhooks(pool, {
+          baseUrl: storing.url,
+          connections: settings.connections,
+          amount: settings.deliveries,
+          seconds: 600,
+        });
+        const seconds = (performance.now() - started) / 1000;
+        const busy = counter.dump() - idlePerSecond * seconds;
+        const stored = result.total - result.non2xx - result.errors - result.timeouts;
+        if (stored !== settings.deliveries) {
+          throw new Error(
+            `${kind}: ${stored} of ${settings.deliveries} deliveries answered 2xx under callgrind`,
+          );
+        }
+        const round = { kind, instructions: busy / settings.deliveries, seconds };
+        rounds.push(round);
+        settings.log(
+          `instructions ${kind}: Redis ${Math.round(round.instructions / 1000)}k instructions/stored delivery (${settings.deliveries} in ${seconds.toFixed(1)} s under callgrind)`,
+        );
+      } finally {
+        await storing.stop();
+      }
+    }
+  } finally {
+    redis.disconnect();
+    await server.stop();
+  }
+  return rounds;
+}
+
+/** A private redis-server under callgrind, a client of it and its instruction counter. */
+async function startCountedRedis(workDir: string, cpus: string | undefined) {
+  const dir = mkdtempSync(join(workDir, 'callgrind-'));
+  const server = await RedisServer.start({
+    dir,
+    launcher: [
+      'valgrind',
+      '--tool=callgrind',
+      `--callgrind-out-file=${join(dir, 'callgrind.out')}`,
+      '--dump-instr=no',
+    ],
+    ...(cpus ? { cpus } : {}),
+  });
+  const redis = new Redis(server.url, { maxRetriesPerRequest: null });
+  return { server, redis, counter: new Callgrind(server.pid, dir) };
 }
 
 /** callgrind_control on one process: zero its counts, dump them and read the total. */

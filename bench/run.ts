@@ -13,6 +13,10 @@ import {
   callgrindAvailable,
   type InstructionRound,
   runInstructionRounds,
+  runStoreInstructionRounds,
+  type StoreInstructionRound,
+  type StoreKind,
+  type StoringServer,
 } from './redis-instructions.js';
 import { renderResults, revision } from './report.js';
 import { runWorkerRounds, type WorkerRound } from './worker-rounds.js';
@@ -34,8 +38,9 @@ const USAGE = `usage: npm run bench -- [--smoke] [--no-pin] [--profile] [--keep]
   --out FILE   where to write the markdown (default bench/results.md)
   --only LIST  run only some parts: ingest,scaling,workers,instructions,e2e (default all;
                scaling adds rounds of the ingest as 2 processes to the ingest rounds, on ≥ 2
-               cores; instructions counts Redis's work per delivery of each worker kind under
-               valgrind's callgrind, when valgrind is installed)
+               cores; instructions counts Redis's work per delivery of each worker kind, and
+               per stored delivery of the naive handler and inlet, under valgrind's callgrind,
+               when valgrind is installed)
   --seconds N, --pairs N  override the round length and the number of round pairs
   --against DIR  also run \`DIR/cli/main.js ingest\` (a copy of dist/ built from the code before a
                change) as a fourth server, "before", in the same alternating rounds
@@ -142,35 +147,11 @@ try {
   );
   children.push(baseline);
   const naivePort = await freePort();
-  const naive = new BenchProcess(
-    'naive handler',
-    process.execPath,
-    ['--import', 'tsx', 'bench/naive-server.ts'],
-    {
-      env: { PORT: String(naivePort), REDIS_URL: redis.url, REPLICATE_WEBHOOK_SECRET: secret },
-      logFile: join(work, 'naive.log'),
-      cpus: cpus('server'),
-    },
-  );
+  const naive = naiveProcess(redis.url, secret, naivePort, 'naive.log');
   children.push(naive);
   const ingestPort = await freePort();
   const profileFlags = flags.profile ? ['--cpu-prof', '--cpu-prof-dir', join(work, 'profile')] : [];
-  const ingest = new BenchProcess(
-    'inlet ingest',
-    process.execPath,
-    [...profileFlags, 'dist/cli/main.js', 'ingest'],
-    {
-      env: {
-        REDIS_URL: redis.url,
-        REPLICATE_WEBHOOK_SECRET: secret,
-        PORT: String(ingestPort),
-        HOST: '127.0.0.1',
-        LOG_LEVEL: 'info',
-      },
-      logFile: join(work, 'ingest.log'),
-      cpus: cpus('server'),
-    },
-  );
+  const ingest = ingestProcess(redis.url, secret, ingestPort, 'ingest.log', profileFlags);
   children.push(ingest);
   // Scaling: the same ingest as two processes (INLET_INGEST_PROCESSES=2), on every core.
   const scaling = parts.has('scaling') && hostCpus().length >= 2;
@@ -279,6 +260,20 @@ try {
     broken ||= workers.some((r) => r.failed > 0);
   }
   let instructions: InstructionRound[] | string = skipped;
+  let storeInstructions: StoreInstructionRound[] | string = 'not run (--only)';
+  if (parts.has('instructions')) {
+    storeInstructions = callgrindAvailable()
+      ? await runStoreInstructionRounds({
+          deliveries: INSTRUCTION_JOBS,
+          connections: CONNECTIONS,
+          secret,
+          cpus: cpus('generator'),
+          workDir: work,
+          startServer: (kind, redisUrl) => storingServer(kind, redisUrl, secret),
+          log,
+        })
+      : 'valgrind not installed';
+  }
   if (workersBuilt && parts.has('instructions')) {
     if (callgrindAvailable()) {
       instructions = await runInstructionRounds({
@@ -330,6 +325,7 @@ try {
     ingest: ingestRounds,
     workers,
     instructions,
+    storeInstructions,
     instructionJobs: INSTRUCTION_JOBS,
     workerSetup: `${workerProcesses} process(es) of each kind, concurrency ${WORKER_CONCURRENCY}, LOG_LEVEL=info, ${mode.jobs} jobs per round; inlet with a no-op processor (ledger and all), raw BullMQ with a no-op function`,
     endToEnd,
@@ -368,6 +364,63 @@ if (broken) {
 }
 
 /** How often Redis had to delay writes because the AOF fsync lagged (a slow or busy disk). */
+/** The naive handler (bench/naive-server.ts) on `redisUrl`, pinned as a server under test. */
+function naiveProcess(redisUrl: string, secret: string, port: number, logName: string) {
+  return new BenchProcess(
+    'naive handler',
+    process.execPath,
+    ['--import', 'tsx', 'bench/naive-server.ts'],
+    {
+      env: { PORT: String(port), REDIS_URL: redisUrl, REPLICATE_WEBHOOK_SECRET: secret },
+      logFile: join(work, logName),
+      cpus: cpus('server'),
+    },
+  );
+}
+
+/** `inlet ingest` on `redisUrl`, pinned as a server under test, logging at info. */
+function ingestProcess(
+  redisUrl: string,
+  secret: string,
+  port: number,
+  logName: string,
+  nodeFlags: string[] = [],
+) {
+  return new BenchProcess(
+    'inlet ingest',
+    process.execPath,
+    [...nodeFlags, 'dist/cli/main.js', 'ingest'],
+    {
+      env: {
+        REDIS_URL: redisUrl,
+        REPLICATE_WEBHOOK_SECRET: secret,
+        PORT: String(port),
+        HOST: '127.0.0.1',
+        LOG_LEVEL: 'info',
+      },
+      logFile: join(work, logName),
+      cpus: cpus('server'),
+    },
+  );
+}
+
+/** The naive handler or `inlet ingest` on `redisUrl`, once it answers (the counted rounds). */
+async function storingServer(
+  kind: StoreKind,
+  redisUrl: string,
+  secret: string,
+): Promise<StoringServer> {
+  const port = await freePort();
+  const server =
+    kind === 'inlet'
+      ? ingestProcess(redisUrl, secret, port, 'ingest-counted.log')
+      : naiveProcess(redisUrl, secret, port, 'naive-counted.log');
+  children.push(server);
+  const url = `http://127.0.0.1:${port}`;
+  await waitForHttp(`${url}/healthz`, server);
+  return { url, stop: () => server.stop() };
+}
+
 async function aofStalls(redis: ReturnType<BenchRedis['client']>): Promise<string> {
   const info = await redis.info('persistence');
   const field = (name: string) => new RegExp(`^${name}:(\\d+)`, 'm').exec(info)?.[1] ?? '?';
