@@ -363,7 +363,6 @@ if (broken) {
   process.exitCode = 1;
 }
 
-/** How often Redis had to delay writes because the AOF fsync lagged (a slow or busy disk). */
 /** The naive handler (bench/naive-server.ts) on `redisUrl`, pinned as a server under test. */
 function naiveProcess(redisUrl: string, secret: string, port: number, logName: string) {
   return new BenchProcess(
@@ -421,6 +420,7 @@ async function storingServer(
   return { url, stop: () => server.stop() };
 }
 
+/** How often Redis had to delay writes because the AOF fsync lagged (a slow or busy disk). */
 async function aofStalls(redis: ReturnType<BenchRedis['client']>): Promise<string> {
   const info = await redis.info('persistence');
   const field = (name: string) => new RegExp(`^${name}:(\\d+)`, 'm').exec(info)?.[1] ?? '?';

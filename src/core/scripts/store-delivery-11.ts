@@ -29,9 +29,8 @@ const BULLMQ_ADD_ARGS = 3;
  * their own cost Redis about 7,000 instructions a store). A delivery stored before has its
  * de-duplication mark or its job, so one `EXISTS` of both answers whether it is new (the mark is
  * only ever `s`). The check, the add and the mark are one script, so Redis runs them with
- * nothing in between. Two requests with the same id, in one
- * process or in two, cannot both store it, and the second is told `duplicate` only once the first
- * has stored it. The mark is written last: an add that fails leaves no mark, so the sender's
+ * nothing in between. Two requests with the same id, in one process or in two, cannot both store
+ * it, and the second is told `duplicate` only once the first has stored it. The mark is written last: an add that fails leaves no mark, so the sender's
  * retry is never a false `duplicate`. A resend of a call that stored the job answers 0: still a
  * 2xx, still true.
  */
