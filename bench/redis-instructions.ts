@@ -35,7 +35,7 @@ export interface InstructionRound {
 /** How often the bench asks whether the queue is empty while Redis is being counted. */
 const POLL_MS = 500;
 /** Deliveries each server stores before Redis is counted. */
-const WARMUP_STORES = 100;
+export const WARMUP_STORES = 100;
 /** How long Redis is counted idle (workers connected, queue paused) before each round. */
 const IDLE_MS = 2_000;
 

@@ -3,7 +3,11 @@ import { readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { type EndToEndResult, MAX_WARMUP_FACTOR } from './e2e.js';
 import type { IngestRound } from './ingest-rounds.js';
-import type { InstructionRound, StoreInstructionRound } from './redis-instructions.js';
+import {
+  type InstructionRound,
+  type StoreInstructionRound,
+  WARMUP_STORES,
+} from './redis-instructions.js';
 import type { WorkerRound } from './worker-rounds.js';
 
 export interface BenchResults {
@@ -295,7 +299,7 @@ export function renderResults(results: BenchResults): string {
     `- ingest: \`node dist/cli/main.js ingest\`, LOG_LEVEL=info to a file, metrics: ${results.metrics}`,
     `- workers: ${results.workerSetup}`,
     `- Redis instructions: a second private redis-server under valgrind's callgrind (same settings), one round of each worker kind, ${results.instructionJobs} deliveries stored as the ingest stores them, counted from the queue's resumption until it is empty, less what Redis did idle for as long; a count of the same code moves by under 1 %, where CPU time moves by up to 2x on a shared machine, but a cache miss costs no instruction`,
-    `- Redis instructions per store: the naive handler and \`inlet ingest\` started on that Redis in turn, each sent 100 deliveries not counted (the scripts' loading) then ${results.instructionJobs} unique signed deliveries over ${results.connections} connections (autocannon), counted from the first request to the last answer, less what Redis did idle (the server connected) for as long`,
+    `- Redis instructions per store: the naive handler and \`inlet ingest\` started on that Redis in turn, each sent ${WARMUP_STORES} deliveries not counted (the scripts' loading) then ${results.instructionJobs} unique signed deliveries over ${results.connections} connections (autocannon), counted from the first request to the last answer, less what Redis did idle (the server connected) for as long`,
     '',
     '## Rounds',
     '',
