@@ -127,7 +127,7 @@ let closeClient: () => void = () => undefined;
 try {
   if (pin)
     execFileSync('taskset', ['-a', '-p', '-c', '0', String(process.pid)], { stdio: 'ignore' });
-  const redis = await BenchRedis.start(cpus('generator'));
+  const redis = await BenchRedis.start(cpus('generator'), cpus('any'));
   children.push(redis);
   const client = redis.client();
   // A failed run must not leave this client reconnecting to a Redis that is gone, for ever.
@@ -318,7 +318,7 @@ try {
   const markdown = renderResults({
     smoke,
     pinning: pin
-      ? 'ingest, baselines and (worker rounds) workers on CPU 1; Redis and the load generator on CPU 0; the ingest as 2 processes and, end-to-end, the worker on either core (taskset)'
+      ? 'ingest, baselines and (worker rounds) workers on CPU 1; Redis and the load generator on CPU 0; the ingest as 2 processes, the AOF rewrites of Redis and, end-to-end, the worker on either core (taskset, aof_rewrite_cpulist)'
       : 'none (the scheduler places every process)',
     roundSeconds: mode.seconds,
     connections: CONNECTIONS,
