@@ -5,6 +5,7 @@ import type { Redis } from 'ioredis';
 import { DeliveryPool } from './deliveries.js';
 import { wallClockMs } from './load.js';
 import type { BenchProcess } from './processes.js';
+import { persistenceField } from './redis.js';
 import { deliveriesQueue, startWorkerProcess, waitForWorkers } from './worker-rounds.js';
 
 export interface EndToEndSettings {
@@ -75,10 +76,10 @@ export async function runEndToEnd(settings: EndToEndSettings): Promise<EndToEndR
   );
   try {
     await waitForWorkers(queue, settings.processes, workers);
-    const rewritesBefore = await aofRewrites(settings.redis);
+    const rewritesBefore = await persistenceField(settings.redis, 'aof_rewrites');
     const sent = await sendPaced(settings, startsFile);
     const starts = await waitForStarts(startsFile, sent.acked.size + sent.warmupAcked);
-    const rewrites = (await aofRewrites(settings.redis)) - rewritesBefore;
+    const rewrites = (await persistenceField(settings.redis, 'aof_rewrites')) - rewritesBefore;
     const latencies: number[] = [];
     for (const [id, ackedAt] of sent.acked) {
       const started = starts.get(id);
@@ -122,7 +123,7 @@ export const MAX_WARMUP_FACTOR = 5;
  * The pipeline has caught up when every warm-up delivery answered at least this long ago has
  * started (the processor writes its starts down every 100 ms).
  */
-const CAUGHT_UP_MS = 250;
+export const CAUGHT_UP_MS = 250;
 
 interface Sent {
   /** Every delivery sent, warm-up included. */
@@ -262,12 +263,6 @@ async function waitForStarts(file: string, expected: number): Promise<Map<string
     await new Promise((resolve) => setTimeout(resolve, 200));
   }
   return starts;
-}
-
-/** How many AOF rewrites Redis has started since it started. */
-async function aofRewrites(redis: Redis): Promise<number> {
-  const info = await redis.info('persistence');
-  return Number(/^aof_rewrites:(\d+)/m.exec(info)?.[1] ?? Number.NaN);
 }
 
 function readStarts(file: string): Map<string, number> {

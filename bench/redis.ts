@@ -57,3 +57,9 @@ export class BenchRedis {
     rmSync(this.dir, { recursive: true, force: true });
   }
 }
+
+/** A numeric field of Redis's `INFO persistence` (e.g. `aof_rewrites`); NaN when it has none. */
+export async function persistenceField(redis: Redis, name: string): Promise<number> {
+  const info = await redis.info('persistence');
+  return Number(new RegExp(`^${name}:(\\d+)`, 'm').exec(info)?.[1] ?? Number.NaN);
+}

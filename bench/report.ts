@@ -1,7 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
-import { type EndToEndResult, MAX_WARMUP_FACTOR } from './e2e.js';
+import { CAUGHT_UP_MS, type EndToEndResult, MAX_WARMUP_FACTOR } from './e2e.js';
 import type { IngestRound } from './ingest-rounds.js';
 import {
   type InstructionRound,
@@ -299,7 +299,11 @@ export function renderResults(results: BenchResults): string {
     `- ingest: \`node dist/cli/main.js ingest\`, LOG_LEVEL=info to a file, metrics: ${results.metrics}`,
     `- workers: ${results.workerSetup}`,
     `- Redis instructions: a second private redis-server under valgrind's callgrind (same settings), one round of each worker kind, ${results.instructionJobs} deliveries stored as the ingest stores them, counted from the queue's resumption until it is empty, less what Redis did idle for as long; a count of the same code moves by under 1 %, where CPU time moves by up to 2x on a shared machine, but a cache miss costs no instruction`,
-    `- Redis instructions per store: the naive handler and \`inlet ingest\` started on that Redis in turn, each sent ${WARMUP_STORES} deliveries not counted (the scripts' loading) then ${results.instructionJobs} unique signed deliveries over ${results.connections} connections (autocannon), counted from the first request to the last answer, less what Redis did idle (the server connected) for as long`,
+    ...(typeof results.storeInstructions === 'string'
+      ? []
+      : [
+          `- Redis instructions per store: the naive handler and \`inlet ingest\` started on that Redis in turn, each sent ${WARMUP_STORES} deliveries not counted (the scripts' loading) then ${results.instructionJobs} unique signed deliveries over ${results.connections} connections (autocannon), counted from the first request to the last answer, less what Redis did idle (the server connected) for as long`,
+        ]),
     '',
     '## Rounds',
     '',
@@ -387,7 +391,7 @@ function storeInstructionRows(counted: StoreInstructionRound[] | string): string
 
 /** How an end-to-end run's warm-up ended. */
 function warmupText(run: EndToEndResult): string {
-  const rule = `at least ${run.warmupSeconds} s, and until every delivery answered 250 ms before had started`;
+  const rule = `at least ${run.warmupSeconds} s, and until every delivery answered ${CAUGHT_UP_MS} ms before had started`;
   if (Number.isNaN(run.caughtUpSeconds)) {
     return `${rule}: not caught up after ${MAX_WARMUP_FACTOR * run.warmupSeconds} s, measured anyway`;
   }

@@ -8,7 +8,7 @@ import { type EndToEndResult, runEndToEnd } from './e2e.js';
 import { type IngestRound, runIngestRounds } from './ingest-rounds.js';
 import { BenchProcess, freePort, waitForHttp } from './processes.js';
 import { summariseProfiles } from './profile-summary.js';
-import { BenchRedis } from './redis.js';
+import { BenchRedis, persistenceField } from './redis.js';
 import {
   callgrindAvailable,
   type InstructionRound,
@@ -422,9 +422,11 @@ async function storingServer(
 
 /** How often Redis had to delay writes because the AOF fsync lagged (a slow or busy disk). */
 async function aofStalls(redis: ReturnType<BenchRedis['client']>): Promise<string> {
-  const info = await redis.info('persistence');
-  const field = (name: string) => new RegExp(`^${name}:(\\d+)`, 'm').exec(info)?.[1] ?? '?';
-  return `aof_delayed_fsync ${field('aof_delayed_fsync')}, AOF rewrites ${field('aof_rewrites')}`;
+  const field = async (name: string) => {
+    const value = await persistenceField(redis, name);
+    return Number.isNaN(value) ? '?' : String(value);
+  };
+  return `aof_delayed_fsync ${await field('aof_delayed_fsync')}, AOF rewrites ${await field('aof_rewrites')}`;
 }
 
 /** Lays the tables out as biome does, so that `biome ci .` accepts the committed results. */
