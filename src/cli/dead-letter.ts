@@ -7,7 +7,7 @@ import { ledgerKeys } from '../workers/prediction-ledger.js';
 
 /**
  * Dead-lettered deliveries are the `failed` jobs of the `deliveries` queue, kept for
- * `INLET_DEAD_LETTER_RETENTION_SECONDS` (`removeOnFail` in src/core/job.ts). For each:
+ * `INLET_DEAD_LETTER_RETENTION_SECONDS` (the workers' `removeOnFail`, src/core/job.ts). For each:
  * - the job's `failedReason` is the error (`<processor>: <message>`, or
  *   `N processors failed: a: …; b: …`), and `attemptsMade` the tries it had;
  * - the job's logs hold one line per failed run (`attempt 3: save-outputs failed: …`);

@@ -1,4 +1,4 @@
-import type { JobsOptions } from 'bullmq';
+import type { JobsOptions, WorkerOptions } from 'bullmq';
 import type { Config } from './config.js';
 import type { Prediction } from './prediction.js';
 import type { RedisClient } from './redis.js';
@@ -34,15 +34,31 @@ export const DELIVERY_JOB_NAME = 'replicate.prediction';
 /**
  * The BullMQ options every delivery is added with. The job id is the `webhook-id`, so BullMQ
  * itself also refuses a second job for a message while the first one exists.
- * Retries use the workers' `inlet` backoff strategy (exponential with jitter).
- * Completed jobs are kept an hour for the dashboard; failed (dead-lettered) ones for
- * `INLET_DEAD_LETTER_RETENTION_SECONDS`.
+ * Retries use the workers' `inlet` backoff strategy (exponential with jitter). How long a
+ * finished job is kept is the workers' setting ({@link deliveryRetention}), not the job's.
  */
 export function deliveryJobOptions(config: Config, webhookId: string): JobsOptions {
   return {
     jobId: webhookId,
     attempts: config.INLET_ATTEMPTS,
     backoff: { type: 'inlet', delay: config.INLET_BACKOFF_MS },
+  };
+}
+
+/**
+ * How long the workers keep a finished delivery's job: a completed one an hour (at most the
+ * last 10,000), for the dashboard; a failed (dead-lettered) one
+ * `INLET_DEAD_LETTER_RETENTION_SECONDS`. BullMQ Worker options, which apply to every job that
+ * names no retention of its own (one stored by inlet 0.1 names it, and keeps it).
+ *
+ * Not job options: BullMQ stores a job's options as JSON, encoded in Lua at each add, and these
+ * two were 19,500 of the about 297,000 instructions Redis spent per stored delivery (6.6 %,
+ * counted with callgrind), for a value that is the same for every job.
+ */
+export function deliveryRetention(
+  config: Pick<Config, 'INLET_DEAD_LETTER_RETENTION_SECONDS'>,
+): Pick<WorkerOptions, 'removeOnComplete' | 'removeOnFail'> {
+  return {
     removeOnComplete: { age: 3600, count: 10_000 },
     removeOnFail: { age: config.INLET_DEAD_LETTER_RETENTION_SECONDS },
   };

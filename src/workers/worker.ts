@@ -1,7 +1,13 @@
 import type { Worker } from 'bullmq';
 import { bullmq } from '../core/commonjs-packages.js';
 import { type Config, ConfigError } from '../core/config.js';
-import { type DeliveryJob, predictionOfJob, QUEUE_NAME, webhookIdOf } from '../core/job.js';
+import {
+  type DeliveryJob,
+  deliveryRetention,
+  predictionOfJob,
+  QUEUE_NAME,
+  webhookIdOf,
+} from '../core/job.js';
 import type { Logger } from '../core/logger.js';
 import { closeRedis, connectRedis, type RedisClient } from '../core/redis.js';
 import { allShards, globalPrefix, layoutOf, queuePrefix, recordPrefix } from '../core/shards.js';
@@ -125,6 +131,7 @@ export async function startWorker(options: WorkerStartOptions): Promise<InletWor
         lockDuration: config.INLET_LOCK_DURATION_MS,
         stalledInterval: config.INLET_STALLED_INTERVAL_MS,
         maxStalledCount: config.INLET_MAX_STALLED_COUNT,
+        ...deliveryRetention(config),
         settings: { backoffStrategy },
       },
     );
