@@ -105,8 +105,8 @@ function describe({ result, cpu }: IngestRound): string {
   const problems = result.non2xx + result.errors + result.timeouts;
   return [
     `${Math.round(result.requestsPerSecond)} req/s`,
-    `p50 ${result.p50} ms`,
-    `p99 ${result.p99} ms`,
+    `p50 ${result.p50.toFixed(2)} ms`,
+    `p99 ${result.p99.toFixed(2)} ms`,
     `server ${Math.round(cpu.serverUs)} µs CPU/req`,
     `redis ${Math.round(cpu.redisUs)} µs/req`,
     `others ${Math.round(cpu.otherShare * 100)}% of the machine`,
