@@ -30,9 +30,9 @@ const BULLMQ_ADD_ARGS = 3;
  * de-duplication mark or its job, so one `EXISTS` of both answers whether it is new (the mark is
  * only ever `s`). The check, the add and the mark are one script, so Redis runs them with
  * nothing in between. Two requests with the same id, in one process or in two, cannot both store
- * it, and the second is told `duplicate` only once the first has stored it. The mark is written last: an add that fails leaves no mark, so the sender's
- * retry is never a false `duplicate`. A resend of a call that stored the job answers 0: still a
- * 2xx, still true.
+ * it, and the second is told `duplicate` only once the first has stored it. The mark is written
+ * last: an add that fails leaves no mark, so the sender's retry is never a false `duplicate`. A
+ * resend of a call that stored the job answers 0: still a 2xx, still true.
  */
 export function storeDelivery11(): RedisScript {
   const addStandardJob = bullmqScript('addStandardJob', BULLMQ_ADD_KEYS, BULLMQ_ADD_ARGS);
