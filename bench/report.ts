@@ -301,7 +301,11 @@ export function renderResults(results: BenchResults): string {
     `- ingest peak RSS after the ingest rounds (before end-to-end): ${round(results.ingestRoundsPeakRssBytes / 1e6, 1)} MB; the baseline runs under the tsx loader`,
     `- ingest: \`node dist/cli/main.js ingest\`, LOG_LEVEL=info to a file, metrics: ${results.metrics}`,
     `- workers: ${results.workerSetup}`,
-    `- Redis instructions: a second private redis-server under valgrind's callgrind (same settings), one round of each worker kind, ${results.instructionJobs} deliveries stored as the ingest stores them, counted from the queue's resumption until it is empty, less what Redis did idle for as long; a count of the same code moves by under 1 %, where CPU time moves by up to 2x on a shared machine, but a cache miss costs no instruction`,
+    ...(typeof results.instructions === 'string'
+      ? []
+      : [
+          `- Redis instructions: a second private redis-server under valgrind's callgrind (same settings), one round of each worker kind, ${results.instructionJobs} deliveries stored as the ingest stores them, counted from the queue's resumption until it is empty, less what Redis did idle for as long; a count of the same code moves by under 1 %, where CPU time moves by up to 2x on a shared machine, but a cache miss costs no instruction`,
+        ]),
     ...(typeof results.storeInstructions === 'string'
       ? []
       : [
