@@ -1,4 +1,5 @@
 import { type DestinationStream, type Logger, type LoggerOptions, pino } from 'pino';
+import { BatchedDestination } from './log-destination.js';
 
 export type { Logger } from 'pino';
 
@@ -20,7 +21,7 @@ export interface LoggerSettings {
   /** Human-readable lines (pino-pretty) instead of JSON; for `inlet dev` on a terminal. */
   pretty?: boolean;
   /**
-   * Write through pino's asynchronous destination (buffered, flushed at exit), which keeps
+   * Write asynchronously, in batches (see {@link BATCH_BYTES}; flushed at exit), which keeps
    * logging off the request's critical path. @defaultValue `true`
    */
   async?: boolean;
@@ -54,12 +55,10 @@ export function createLogger(settings: LoggerSettings): Logger {
     });
   }
   if (settings.destination) return own(pino(options, settings.destination));
-  const sync = settings.async === false;
-  const destination = pino.destination({
-    dest: 1,
-    sync,
-    ...(sync ? {} : { minLength: BATCH_BYTES, periodicFlush: FLUSH_MS }),
-  });
+  const destination =
+    settings.async === false
+      ? pino.destination({ dest: 1, sync: true })
+      : new BatchedDestination(1, BATCH_BYTES, FLUSH_MS);
   const logger = pino(options, destination);
   // An asynchronous destination must be flushed before the process exits, or lines are lost.
   process.once('beforeExit', () => destination.flushSync());
@@ -79,8 +78,8 @@ export function createLogger(settings: LoggerSettings): Logger {
 const BATCH_BYTES = 12_288;
 const FLUSH_MS = 50;
 
-/** The asynchronous destination of each logger made by {@link createLogger}. */
-const destinations = new WeakMap<Logger, ReturnType<typeof pino.destination>>();
+/** The destination of each logger made by {@link createLogger}. */
+const destinations = new WeakMap<Logger, { flush(cb: () => void): void; flushSync(): void }>();
 
 function own(logger: Logger): Logger {
   ownLoggers.add(logger);
