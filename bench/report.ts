@@ -297,7 +297,7 @@ export function renderResults(results: BenchResults): string {
     `- machine: ${machine()}`,
     `- revision: ${results.revision}; run ${results.startedAt.toISOString()}, took ${Math.round(results.seconds)} s`,
     `- pinning: ${results.pinning}`,
-    `- Redis: private redis-server ${redisVersion()}, AOF on (appendfsync everysec), emptied before each round; ${results.redisStalls}`,
+    `- Redis: private redis-server ${redisVersion()}, AOF on (appendfsync everysec), emptied before each round, its AOF rewritten before end-to-end; ${results.redisStalls}`,
     `- ingest peak RSS after the ingest rounds (before end-to-end): ${round(results.ingestRoundsPeakRssBytes / 1e6, 1)} MB; the baseline runs under the tsx loader`,
     `- ingest: \`node dist/cli/main.js ingest\`, LOG_LEVEL=info to a file, metrics: ${results.metrics}`,
     `- workers: ${results.workerSetup}`,
