@@ -71,7 +71,8 @@ export async function runEndToEnd(settings: EndToEndSettings): Promise<EndToEndR
   const startsFile = join(settings.workDir, `processor-starts-${settings.rate}.txt`);
   await settings.redis.flushall();
   // From a compact AOF, as when this part runs alone: after the other parts' rounds, the rewrite
-  // their growth set off fell in the measured seconds (send → 202 p99 35–82 ms against 9).
+  // their growth set off fell in the measured seconds (send → 202 p99 35–82 ms in three of four
+  // full runs; docs/performance.md).
   await compactAof(settings.redis);
   const queue = deliveriesQueue(settings.redis);
   const workers: BenchProcess[] = Array.from({ length: settings.processes }, (_, i) =>
